@@ -1,0 +1,92 @@
+"""Versioned schema migrations for database `consentgate`.
+
+Each migration is (version, statements). Applied migrations are recorded in
+`schema_migrations`, so a start applies only what is new. Statements take
+`{db}` and `{ttl_days}`; the same SQL runs on chDB and on a ClickHouse server.
+Tables are ordered site-first (small sites stay fast next to big ones) and
+partitioned by month, so retention drops whole parts.
+"""
+from __future__ import annotations
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "site", "timestamp", "type", "name", "visitor_id", "url", "hostname",
+    "path", "referrer", "referrer_host", "utm_source", "utm_medium", "utm_campaign",
+    "browser", "browser_version", "os", "device", "country", "ip",
+)
+CONSENT_COLUMNS: tuple[str, ...] = (
+    "record_id", "site", "timestamp", "consent_id", "action", "method", "preferences",
+    "analytics", "marketing", "policy_version", "language", "ip", "browser", "os", "gpc",
+)
+FORWARD_COLUMNS: tuple[str, ...] = (
+    "record_id", "site", "timestamp", "consent_id", "event_id", "vendor", "status", "attempts",
+)
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS {db}.events (
+            event_id UUID,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            type LowCardinality(String),
+            name String,
+            visitor_id String,
+            url String,
+            hostname LowCardinality(String),
+            path String,
+            referrer String,
+            referrer_host LowCardinality(String),
+            utm_source LowCardinality(String),
+            utm_medium LowCardinality(String),
+            utm_campaign String,
+            browser LowCardinality(String),
+            browser_version LowCardinality(String),
+            os LowCardinality(String),
+            device LowCardinality(String),
+            country LowCardinality(String),
+            ip String
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, toDate(timestamp), visitor_id, timestamp)
+        TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
+        """CREATE TABLE IF NOT EXISTS {db}.consents (
+            record_id UUID,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            consent_id String,
+            action LowCardinality(String),
+            method LowCardinality(String),
+            preferences UInt8,
+            analytics UInt8,
+            marketing UInt8,
+            policy_version UInt32,
+            language LowCardinality(String),
+            ip String,
+            browser LowCardinality(String),
+            os LowCardinality(String),
+            gpc UInt8
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, timestamp, consent_id)
+        TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
+        """CREATE TABLE IF NOT EXISTS {db}.forwards (
+            record_id UUID,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            consent_id String,
+            event_id UUID,
+            vendor LowCardinality(String),
+            status LowCardinality(String),
+            attempts UInt16
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, timestamp, consent_id)
+        TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
+    ]),
+]
+
+# Each spooled record kind lands in one table; the id column makes replays idempotent.
+TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "event": ("events", EVENT_COLUMNS, "event_id"),
+    "consent": ("consents", CONSENT_COLUMNS, "record_id"),
+    "forward": ("forwards", FORWARD_COLUMNS, "record_id"),
+}

@@ -1,0 +1,154 @@
+"""The ClickHouse store, through clickhouse-connect only: `chdb://` embedded, `http(s)://` a server."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+
+from analytics.schema import MIGRATIONS, TABLES
+
+log = logging.getLogger("consentgate.store")
+DATABASE = "consentgate"
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or refused a write; the spool keeps the records."""
+
+
+def connect(url: str) -> Any:
+    """A clickhouse-connect client for a store URL."""
+    if url.startswith("chdb://"):
+        path = url[len("chdb://"):]
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    parts = urlsplit(url)
+    database = parts.path.strip("/") or DATABASE
+    return clickhouse_connect.get_client(
+        host=parts.hostname or "localhost",
+        port=parts.port or (8443 if parts.scheme == "https" else 8123),
+        username=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        secure=parts.scheme == "https",
+        database=database,
+        # Only a server gets these: chDB already inserts synchronously in-process.
+        settings={"async_insert": 1, "wait_for_async_insert": 1},
+    )
+
+
+def _to_datetime(value: Any) -> datetime:
+    # clickhouse-connect's chDB backend wants datetime objects, not strings.
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+class Store:
+    """Schema, inserts and reads of database `consentgate`. Thread-safe: chDB sessions are."""
+
+    def __init__(self, url: str, retention_days: int = 395, client: Any = None, database: str | None = None) -> None:
+        self.url = url
+        self.retention_days = retention_days
+        # One chDB path per process: tests that share a path give each test its own database.
+        self.db = database or (DATABASE if url.startswith("chdb://") else (urlsplit(url).path.strip("/") or DATABASE))
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = connect(self.url)
+                except Exception as exc:  # any connection failure means: keep spooling
+                    raise StoreUnavailable(str(exc)) from exc
+            return self._client
+
+    def migrate(self) -> list[int]:
+        """Applies the migrations not yet recorded; returns the versions applied."""
+        c = self.client
+        c.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+        c.command(
+            f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations "
+            "(version UInt32, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+        )
+        done = {row[0] for row in c.query(f"SELECT version FROM {self.db}.schema_migrations").result_rows}
+        applied = []
+        for version, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for sql in statements:
+                c.command(sql.format(db=self.db, ttl_days=self.retention_days))
+            c.insert(f"{self.db}.schema_migrations", [[version]], column_names=["version"])
+            applied.append(version)
+            log.info("applied schema migration %d", version)
+        self._apply_retention()
+        return applied
+
+    def _apply_retention(self) -> None:
+        """Keeps each table's TTL equal to retention_days when the config changes it."""
+        want = f"INTERVAL {self.retention_days} DAY"
+        for table, _, _ in TABLES.values():
+            engine = self.query_value(
+                "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                {"db": self.db, "t": table},
+            )
+            if engine and want not in engine:
+                self.client.command(
+                    f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + {want}"
+                )
+
+    def insert(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
+        """Inserts spooled records of one kind in one batch."""
+        table, columns, _ = TABLES[kind]
+        rows = [[_to_datetime(r[c]) if c == "timestamp" else r[c] for c in columns] for r in records]
+        try:
+            self.client.insert(f"{self.db}.{table}", rows, column_names=list(columns))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def existing_ids(self, kind: str, ids: Iterable[str]) -> set[str]:
+        """Which of these record ids the store already holds (replay after a crash)."""
+        table, _, id_column = TABLES[kind]
+        ids = list(ids)
+        if not ids:
+            return set()
+        try:
+            rows = self.client.query(
+                f"SELECT toString({id_column}) FROM {self.db}.{table} WHERE {id_column} IN {{ids:Array(UUID)}}",
+                parameters={"ids": ids},
+            ).result_rows
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return {r[0] for r in rows}
+
+    def _sql(self, sql: str) -> str:
+        # Queries name tables as {db}.events so they run on any configured database.
+        return sql.replace("{db}.", f"{self.db}.")
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        return self.client.query(self._sql(sql), parameters=parameters or {}).result_rows
+
+    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        result = self.client.query(self._sql(sql), parameters=parameters or {})
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+    def query_value(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        rows = self.query(sql, parameters)
+        return rows[0][0] if rows else None
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self.client.command(self._sql(sql), parameters=parameters or {})
+
+    def ping(self) -> bool:
+        try:
+            return self.query_value("SELECT 1") == 1
+        except Exception:
+            return False

@@ -1,0 +1,129 @@
+"""The batch writer: moves spooled records into ClickHouse in batches, exactly once.
+
+It runs in its own thread (chDB and the HTTP client release the GIL while they
+work). After a crash or a failed insert it cannot know whether the last batch
+reached the store, so for that batch it asks the store which record ids it
+already holds and inserts only the rest: replays never store a record twice.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from analytics.schema import TABLES
+from analytics.spool import SpoolReader, SpoolWriter, remove_finished_segments
+from analytics.store import Store, StoreUnavailable
+
+log = logging.getLogger("consentgate.writer")
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        store: Store,
+        spool: SpoolWriter,
+        batch_size: int = 5000,
+        flush_interval: float = 1.0,
+        on_batch: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.reader = SpoolReader(spool.folder, "store")
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.on_batch = on_batch
+        self.uncertain = True  # the first batch after start may already be stored
+        self.store_up = False
+        self.written = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()  # the thread and flush_pending() must not read one batch twice
+        self._thread: threading.Thread | None = None
+        self.extra_readers: list[SpoolReader] = []  # other followers of the same spool
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="consentgate-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                moved = self.flush_once()
+                backoff = 0.2
+            except StoreUnavailable as exc:
+                self.failures += 1
+                self.store_up = False
+                log.warning("store unavailable, keeping records in the spool: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if moved < self.batch_size:
+                # Wait for new records, but batch them: at most one insert per interval.
+                self.spool.wakeup.wait(self.flush_interval)
+                self.spool.wakeup.clear()
+                self._stop.wait(min(self.flush_interval, 0.25))
+
+    def flush_once(self) -> int:
+        """Moves one batch from the spool into the store; returns how many records it held."""
+        with self._flush_lock:
+            return self._flush_batch()
+
+    def flush_pending(self) -> None:
+        """Writes everything spooled so far (privacy requests need the latest records in the store)."""
+        while self.flush_once() >= self.batch_size:
+            pass
+
+    def _flush_batch(self) -> int:
+        records, after = self.reader.read(self.batch_size)
+        if not records:
+            self.store_up = True
+            return 0
+        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            kind = record.get("kind")
+            if kind in TABLES:
+                by_kind[kind].append(record)
+        try:
+            for kind, rows in by_kind.items():
+                if self.uncertain:
+                    id_column = TABLES[kind][2]
+                    present = self.store.existing_ids(kind, [r[id_column] for r in rows])
+                    rows = [r for r in rows if r[id_column] not in present]
+                if rows:
+                    self.store.insert(kind, rows)
+        except StoreUnavailable:
+            self.uncertain = True
+            raise
+        self.uncertain = False
+        self.store_up = True
+        self.reader.commit(after)
+        remove_finished_segments(self.spool.folder, [self.reader, *self.extra_readers], self.spool)
+        self.written += len(records)
+        if self.on_batch:
+            self.on_batch({k: len(v) for k, v in by_kind.items()})
+        return len(records)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Stops the thread, then writes everything spooled. True when the spool is empty."""
+        self._stop.set()
+        self.spool.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.flush_once() == 0:
+                    return True
+            except StoreUnavailable as exc:
+                log.error("store unavailable at shutdown; %d bytes stay in the spool for the next start: %s",
+                          self.reader.backlog_bytes(), exc)
+                return False
+        return False
+
+    def backlog_bytes(self) -> int:
+        return self.reader.backlog_bytes()

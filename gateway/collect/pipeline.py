@@ -1,0 +1,188 @@
+"""The collect pipeline: a hit flows through named steps, in the order of `CollectPipeline.steps`.
+
+Each step returns the hit, raises `Dropped(reason)` (answered 202 with
+`X-Consentgate-Result: dropped: <reason>` and counted), or raises a
+`GatewayError` for input that is wrong (4xx). Nothing is written before the
+`spool` step, and the full client IP leaves the hit in `truncate_ip`.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from gateway.bodies import optional_str
+from gateway.clientip import truncate_ip
+from gateway.collect.geo import CountryLookup
+from gateway.collect.useragent import parse_user_agent
+from gateway.config import GatewayConfig, SiteConfig
+from gateway.errors import GatewayError, bad_request, unknown_site
+from gateway.revocations import RevocationList
+from gateway.tokens import ConsentToken, TokenInvalid, TokenSigner
+
+MAX_URL = 2048
+MAX_NAME = 120
+MAX_UTM = 256
+HIT_TYPES = ("pageview", "event")
+
+
+class Dropped(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class Hit:
+    """One hit on its way through the pipeline. `client_ip` is the full address: memory only."""
+
+    site_name: str
+    body: dict[str, Any]
+    origin: str
+    cookie_token: str
+    user_agent: str
+    client_ip: str
+    site: SiteConfig | None = None
+    token: ConsentToken | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    stored: bool = False
+    forwarded: bool = False
+
+
+def _http_url(value: str, key: str) -> tuple[str, Any]:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_request(f"'{key}' must be an http(s) URL, got {value[:80]!r}")
+    return value, parts
+
+
+Step = Callable[[Hit], Hit]
+
+
+class CollectPipeline:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        signer: TokenSigner,
+        revocations: RevocationList,
+        countries: CountryLookup,
+        sinks: list[Callable[[Hit], None]],
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.revocations = revocations
+        self.countries = countries
+        self.sinks = sinks  # what the spool step hands a finished hit to (store spool, vendor outbox)
+        self.steps: list[tuple[str, Step]] = [
+            ("site_origin", self.check_site_origin),  # also run before the body is read: 404/403 first
+            ("parse", self.parse),
+            ("consent", self.check_consent),
+            ("bot", self.check_bot),
+            ("enrich", self.enrich),
+            ("truncate_ip", self.truncate_client_ip),
+            ("spool", self.spool),
+        ]
+
+    def run(self, hit: Hit) -> Hit:
+        for _name, step in self.steps:
+            hit = step(hit)
+        return hit
+
+    def check_site_origin(self, hit: Hit) -> Hit:
+        site = self.config.sites.get(hit.site_name)
+        if site is None:
+            raise unknown_site(hit.site_name)
+        if hit.origin and hit.origin not in site.origins:
+            raise GatewayError(403, "bad_origin", f"origin {hit.origin[:100]!r} is not configured for site {site.name!r}")
+        hit.site = site
+        return hit
+
+    def parse(self, hit: Hit) -> Hit:
+        body = hit.body
+        hit_type = optional_str(body, "type", 16, "pageview")
+        if hit_type not in HIT_TYPES:
+            raise bad_request(f"'type' must be one of {', '.join(HIT_TYPES)}, got {hit_type[:20]!r}")
+        name = optional_str(body, "name", MAX_NAME)
+        if hit_type == "event" and not name:
+            raise bad_request("an event needs a 'name'")
+        url = optional_str(body, "url", MAX_URL)
+        if not url:
+            raise bad_request("'url' is missing: send the page's address")
+        _, parts = _http_url(url, "url")
+        referrer = optional_str(body, "referrer", MAX_URL)
+        referrer_parts = urlsplit(referrer) if referrer else None
+        token = optional_str(body, "consent", 1024)
+        # Query strings and fragments can carry personal data (e-mail addresses, session ids):
+        # keep only the UTM parameters, and store the page without them.
+        utm = {k: v[:MAX_UTM] for k, v in parse_qsl(parts.query) if k in ("utm_source", "utm_medium", "utm_campaign")}
+        referrer_host = ""
+        referrer_clean = ""
+        if referrer_parts is not None and referrer_parts.scheme in ("http", "https") and referrer_parts.hostname:
+            referrer_host = referrer_parts.hostname.removeprefix("www.")
+            referrer_clean = f"{referrer_parts.scheme}://{referrer_parts.netloc}{referrer_parts.path}"
+            if referrer_host == (parts.hostname or "").removeprefix("www."):
+                referrer_host, referrer_clean = "", ""  # a visitor moving within the site is no source
+        path = parts.path or "/"
+        hit.record = {
+            "type": hit_type,
+            "name": name,
+            "url": f"{parts.scheme}://{parts.netloc}{path}",
+            "hostname": parts.hostname or "",
+            "path": path,
+            "referrer": referrer_clean,
+            "referrer_host": referrer_host,
+            "utm_source": utm.get("utm_source", ""),
+            "utm_medium": utm.get("utm_medium", ""),
+            "utm_campaign": utm.get("utm_campaign", ""),
+        }
+        hit.cookie_token = token or hit.cookie_token
+        return hit
+
+    def check_consent(self, hit: Hit) -> Hit:
+        assert hit.site is not None
+        if not hit.cookie_token:
+            raise Dropped("no_consent")
+        try:
+            token = self.signer.loads(hit.cookie_token, hit.site.name, hit.site.policy_version)
+        except TokenInvalid as exc:
+            raise Dropped(exc.reason) from None
+        if self.revocations.is_revoked(token.consent_id, token.issued_ms):
+            raise Dropped("withdrawn")
+        if not (token.grants("analytics") or token.grants("marketing")):
+            raise Dropped("no_consent")
+        hit.token = token
+        return hit
+
+    def check_bot(self, hit: Hit) -> Hit:
+        info = parse_user_agent(hit.user_agent)
+        if info.is_bot:
+            raise Dropped("bot")
+        hit.record.update(browser=info.browser, browser_version=info.browser_version, os=info.os, device=info.device)
+        return hit
+
+    def enrich(self, hit: Hit) -> Hit:
+        hit.record["country"] = self.countries.country(hit.client_ip)
+        return hit
+
+    def truncate_client_ip(self, hit: Hit) -> Hit:
+        hit.record["ip"] = truncate_ip(hit.client_ip)
+        hit.client_ip = ""  # nothing after this step can see the full address
+        return hit
+
+    def spool(self, hit: Hit) -> Hit:
+        assert hit.site is not None and hit.token is not None
+        hit.record.update(
+            kind="event",
+            event_id=str(uuid.uuid4()),
+            site=hit.site.name,
+            timestamp=round(time.time(), 3),
+            visitor_id=hit.token.consent_id,
+        )
+        for sink in self.sinks:
+            sink(hit)
+        if not hit.stored and not hit.forwarded:
+            raise Dropped("no_consent")
+        return hit

@@ -1,0 +1,66 @@
+"""Errors as exceptions, mapped to JSON responses in one place (`exception_handlers`)."""
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from analytics.store import StoreUnavailable
+
+log = logging.getLogger("consentgate.errors")
+
+
+class GatewayError(Exception):
+    """A request the gateway refuses: `status`, a short machine `error` and a `detail` saying what to do."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        self.status = status
+        self.error = error
+        self.detail = detail
+        super().__init__(f"{status} {error}: {detail}")
+
+
+def bad_request(detail: str) -> GatewayError:
+    return GatewayError(400, "bad_request", detail)
+
+
+def unknown_site(site: str) -> GatewayError:
+    return GatewayError(404, "unknown_site", f"no site named {site[:64]!r} is configured on this gateway")
+
+
+def _json(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    return _json(exc.status, exc.error, exc.detail)
+
+
+async def http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    names = {404: "not_found", 405: "method_not_allowed"}
+    return _json(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Reads need the store; writes never get here (they are spooled).
+    log.warning("store unavailable for %s: %s", request.url.path, exc)
+    return _json(503, "store_unavailable", "the statistics store is unreachable right now; try again in a minute",
+                 {"Retry-After": "60"})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Never the request's body or client address in the log: only the path and the error type.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _json(500, "internal_error", "the gateway failed unexpectedly; the error was logged")
+
+
+EXCEPTION_HANDLERS = {
+    GatewayError: gateway_error,
+    HTTPException: http_exception,
+    StoreUnavailable: store_unavailable,
+    Exception: unexpected_error,
+}

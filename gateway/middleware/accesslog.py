@@ -1,0 +1,39 @@
+"""Access log with the truncated client address only (uvicorn's own access log is turned off:
+it would write the full IP)."""
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.clientip import Network, client_ip, truncate_ip
+
+log = logging.getLogger("consentgate.access")
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[Network, ...]) -> None:
+        self.app = app
+        self.trusted_proxies = trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            ip = truncate_ip(client_ip(Request(scope), self.trusted_proxies))
+            log.info('%s "%s %s" %d %.1fms', ip or "-", scope["method"], scope["path"][:200], status,
+                     (time.perf_counter() - started) * 1000)
