@@ -38,6 +38,7 @@ class BatchWriter:
         self.on_batch = on_batch
         self.uncertain = True  # the first batch after start may already be stored
         self.store_up = False
+        self.schema_ready = False  # the store may be down at start: migrate before the first insert
         self.written = 0
         self.failures = 0
         self._stop = threading.Event()
@@ -78,10 +79,21 @@ class BatchWriter:
         while self.flush_once() >= self.batch_size:
             pass
 
+    def ensure_schema(self) -> None:
+        if not self.schema_ready:
+            try:
+                self.store.migrate()
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure here means: not ready, keep spooling
+                raise StoreUnavailable(f"schema migration failed: {exc}") from exc
+            self.schema_ready = True
+            self.store_up = True
+
     def _flush_batch(self) -> int:
+        self.ensure_schema()
         records, after = self.reader.read(self.batch_size)
         if not records:
-            self.store_up = True
             return 0
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:

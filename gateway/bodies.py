@@ -36,8 +36,10 @@ async def read_json_object(request: Request, limit: int, required: bool = True) 
         raise bad_request("the body is not valid UTF-8") from None
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError):
+        raise bad_request("the body is not usable JSON: too deeply nested or a number out of range") from None
     if not isinstance(value, dict):
         raise bad_request(f"the body must be a JSON object, got {type(value).__name__}")
     return value

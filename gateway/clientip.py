@@ -48,3 +48,12 @@ def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str:
         if not _in(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer
+
+
+def is_https(request: Request, trusted_proxies: tuple[Network, ...]) -> bool:
+    """Whether the browser spoke https: directly, or to a trusted proxy that says so (X-Forwarded-Proto)."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else ""
+    return bool(trusted_proxies) and _in(peer, trusted_proxies) and \
+        request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"

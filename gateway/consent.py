@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.bodies import optional_str, read_json_object
-from gateway.clientip import client_ip, truncate_ip
+from gateway.clientip import client_ip, is_https, truncate_ip
 from gateway.collect.useragent import parse_user_agent
 from gateway.config import CATEGORIES, SiteConfig
 from gateway.errors import GatewayError, bad_request, unknown_site
@@ -81,9 +81,14 @@ def _token_json(token: ConsentToken, raw: str | None = None) -> dict[str, Any]:
     return out
 
 
-def _set_cookie(response: JSONResponse, request: Request, raw: str, max_age: int) -> None:
-    response.set_cookie(COOKIE, raw, max_age=max_age, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", path="/")
+def set_consent_cookie(response: JSONResponse, request: Request, services: Services, raw: str | None) -> None:
+    """Sets the token cookie, or clears it when `raw` is None. Secure whenever the browser used https."""
+    secure = is_https(request, services.config.trusted_proxies)
+    if raw is None:
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
+    else:
+        response.set_cookie(COOKIE, raw, max_age=services.config.consent_max_age_days * 86400, httponly=True,
+                            samesite="lax", secure=secure, path="/")
 
 
 def _parse_choices(body: dict[str, Any]) -> dict[str, bool]:
@@ -146,7 +151,7 @@ async def give_consent(request: Request) -> JSONResponse:
         services.revocations.revoke(consent_id, now_ms - 1)  # the narrower choice wins over the old token
     services.metrics.decisions.labels(site.name, "grant", method).inc()
     response = JSONResponse(_token_json(token, raw))
-    _set_cookie(response, request, raw, services.config.consent_max_age_days * 86400)
+    set_consent_cookie(response, request, services, raw)
     return response
 
 
@@ -172,5 +177,5 @@ async def withdraw_consent(request: Request) -> JSONResponse:
         services.spool.append(consent_row(services, request, site, consent_id, "withdraw", "withdraw", none, language, now_ms))
         services.revocations.revoke(consent_id, now_ms)
         services.metrics.decisions.labels(site.name, "withdraw", "withdraw").inc()
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    set_consent_cookie(response, request, services, None)
     return response

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.config import CATEGORIES
-from gateway.consent import COOKIE, consent_row, own_consent_id, site_for
+from gateway.consent import consent_row, own_consent_id, set_consent_cookie, site_for
 from gateway.errors import GatewayError
 from gateway.services import Services
 
@@ -73,5 +73,5 @@ async def erase_my_data(request: Request) -> JSONResponse:
         await asyncio.to_thread(services.store.command, f"DELETE FROM {{db}}.{table} WHERE {where}", params)
     response = JSONResponse({"erased": True, "consent_id": consent_id, "events": counts["events"],
                              "recipients": counts["forwards"], "kept": "consent records, as proof of consent"})
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    set_consent_cookie(response, request, services, None)
     return response

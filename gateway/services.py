@@ -32,11 +32,9 @@ class Services:
 
     def start(self) -> None:
         try:
-            self.store.migrate()
+            self.writer.ensure_schema()
         except StoreUnavailable as exc:
             log.error("store unavailable at start (%s): hits are spooled until it is back", exc)
-        except Exception as exc:  # noqa: BLE001 - a broken store must not stop the gateway taking hits
-            log.error("could not apply the schema (%s): hits are spooled until it is fixed", exc)
         self.revocations.load(self._revocations_from_log())
         parse_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")  # loads the parser now, not on the first hit
         self.writer.start()

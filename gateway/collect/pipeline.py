@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from gateway.bodies import optional_str
 from gateway.clientip import truncate_ip
@@ -52,11 +52,15 @@ class Hit:
     forwarded: bool = False
 
 
-def _http_url(value: str, key: str) -> tuple[str, Any]:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise bad_request(f"'{key}' must be an http(s) URL, got {value[:80]!r}")
-    return value, parts
+def _split_url(value: str) -> SplitResult | None:
+    """The URL's parts, or None when it is not a well-formed http(s) URL with a host."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    return parts if ok else None
 
 
 Step = Callable[[Hit], Hit]
@@ -111,16 +115,18 @@ class CollectPipeline:
         url = optional_str(body, "url", MAX_URL)
         if not url:
             raise bad_request("'url' is missing: send the page's address")
-        _, parts = _http_url(url, "url")
+        parts = _split_url(url)
+        if parts is None:
+            raise bad_request(f"'url' must be an http(s) URL, got {url[:80]!r}")
         referrer = optional_str(body, "referrer", MAX_URL)
-        referrer_parts = urlsplit(referrer) if referrer else None
+        referrer_parts = _split_url(referrer) if referrer else None
         token = optional_str(body, "consent", 1024)
         # Query strings and fragments can carry personal data (e-mail addresses, session ids):
         # keep only the UTM parameters, and store the page without them.
         utm = {k: v[:MAX_UTM] for k, v in parse_qsl(parts.query) if k in ("utm_source", "utm_medium", "utm_campaign")}
         referrer_host = ""
         referrer_clean = ""
-        if referrer_parts is not None and referrer_parts.scheme in ("http", "https") and referrer_parts.hostname:
+        if referrer_parts is not None and referrer_parts.hostname:  # other referrers (android-app:, ...) carry no source
             referrer_host = referrer_parts.hostname.removeprefix("www.")
             referrer_clean = f"{referrer_parts.scheme}://{referrer_parts.netloc}{referrer_parts.path}"
             if referrer_host == (parts.hostname or "").removeprefix("www."):

@@ -1,0 +1,98 @@
+"""Pure functions: IP truncation, tokens, user agents, revocations."""
+import ipaddress
+
+import pytest
+
+from gateway.clientip import truncate_ip
+from gateway.collect.useragent import parse_user_agent
+from gateway.revocations import RevocationList
+from gateway.tokens import TokenInvalid, TokenSigner
+
+
+@pytest.mark.parametrize("ip", ["203.0.113.77", "198.51.100.1", "2001:db8:1234:5678::1", "::ffff:203.0.113.9", "2001:db8::"])
+def test_truncate_ip_keeps_only_the_network(ip):
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    expected = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    assert truncate_ip(ip) == expected
+    if str(address) != expected:
+        assert str(address) not in truncate_ip(ip)
+
+
+@pytest.mark.parametrize("junk", ["", "not-an-ip", "999.1.1.1", "1.2.3", "203.0.113.77; DROP", "::g"])
+def test_truncate_ip_gives_nothing_for_junk(junk):
+    assert truncate_ip(junk) == ""
+
+
+def test_token_round_trip_and_binding():
+    signer = TokenSigner(("k" * 32,), 182)
+    token = signer.issue("cid", "demo", {"analytics": True}, 3)
+    raw = signer.dumps(token)
+    assert signer.loads(raw, "demo", 3) == token
+    for site, version, reason in (("other", 3, "other_site_token"), ("demo", 4, "old_policy")):
+        with pytest.raises(TokenInvalid) as exc:
+            signer.loads(raw, site, version)
+        assert exc.value.reason == reason
+
+
+def test_token_tampering_and_expiry_are_refused():
+    signer = TokenSigner(("k" * 32,), 182)
+    raw = signer.dumps(signer.issue("cid", "demo", {"analytics": False}, 1))
+    payload, sig = raw.rsplit(".", 1)
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + sig
+    with pytest.raises(TokenInvalid):
+        signer.loads(forged, "demo", 1)
+    with pytest.raises(TokenInvalid):
+        TokenSigner(("x" * 32,), 182).loads(raw, "demo", 1)  # another gateway's secret
+    old = signer.issue("cid", "demo", {"analytics": True}, 1, now_ms=0)
+    with pytest.raises(TokenInvalid) as exc:
+        signer.loads(signer.dumps(old), "demo", 1)
+    assert exc.value.reason == "expired_token"
+
+
+def test_rotated_secret_still_verifies_old_tokens():
+    old_signer = TokenSigner(("old-secret-0123456789",), 182)
+    raw = old_signer.dumps(old_signer.issue("cid", "demo", {"analytics": True}, 1))
+    rotated = TokenSigner(("old-secret-0123456789", "new-secret-0123456789"), 182)
+    assert rotated.loads(raw, "demo", 1).consent_id == "cid"
+    new_raw = rotated.dumps(rotated.issue("cid2", "demo", {}, 1))
+    with pytest.raises(TokenInvalid):
+        old_signer.loads(new_raw, "demo", 1)  # new tokens are signed with the newest key
+
+
+def test_revocation_applies_to_tokens_issued_before_it_only():
+    revocations = RevocationList()
+    revocations.revoke("a", 1000)
+    assert revocations.is_revoked("a", 999) and revocations.is_revoked("a", 1000)
+    assert not revocations.is_revoked("a", 1001)
+    assert not revocations.is_revoked("b", 1)
+
+
+@pytest.mark.parametrize("ua", [
+    "curl/8.5.0", "python-requests/2.31.0", "Wget/1.21.3", "Go-http-client/1.1", "okhttp/4.12.0",
+    "axios/1.6.2", "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)", "PostmanRuntime/7.36.0", "",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36",
+])
+def test_bots_and_tools_are_recognised(ua):
+    assert parse_user_agent(ua).is_bot
+
+
+@pytest.mark.parametrize("ua,browser,os,device", [
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+     "Chrome", "Windows", "desktop"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+     "Mobile Safari", "iOS", "mobile"),
+    ("Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+     "Mobile Safari", "iOS", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+     "Chrome", "Android", "tablet"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "Mac OS X", "desktop"),
+])
+def test_browsers_os_and_device_class(ua, browser, os, device):
+    info = parse_user_agent(ua)
+    assert (info.browser, info.os, info.device, info.is_bot) == (browser, os, device, False)
