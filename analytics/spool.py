@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 SEGMENT_BYTES = 8 * 1024 * 1024
 
 
@@ -48,7 +50,7 @@ class SpoolWriter:
         return os.open(_segment_path(self.folder, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # ~10x faster than json on every hit
         with self._lock:
             if self._size + len(line) > self.segment_bytes and self._size:
                 os.close(self._fd)
@@ -92,9 +94,10 @@ class SpoolReader:
             segments = _segments(self.folder)
             return Position(segments[0] if segments else 1, 0)
 
-    def read(self, limit: int) -> tuple[list[dict[str, Any]], Position]:
-        """Up to `limit` complete records past the checkpoint and the position after them."""
-        return self._read_from(self.position, limit)
+    def read(self, limit: int, start: Position | None = None) -> tuple[list[dict[str, Any]], Position]:
+        """Up to `limit` complete records past `start` (default: the checkpoint) and the position after them.
+        A reader with several batches in flight reads ahead of its checkpoint with `start`."""
+        return self._read_from(start or self.position, limit)
 
     def _read_from(self, start: Position, limit: int) -> tuple[list[dict[str, Any]], Position]:
         records: list[dict[str, Any]] = []
@@ -113,8 +116,8 @@ class SpoolReader:
                         break  # a line still being written: read it next time
                     pos.offset += len(line)
                     try:
-                        records.append(json.loads(line))
-                    except ValueError:
+                        records.append(orjson.loads(line))
+                    except orjson.JSONDecodeError:
                         continue  # cannot happen for lines written whole; never block the spool on one
                     if len(records) >= limit:
                         return records, pos

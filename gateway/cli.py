@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
                            "(on the embedded store, only while the gateway is stopped)")
     p_sql.add_argument("--config", required=True)
     p_sql.add_argument("query", help="SQL; name tables as {db}.events, {db}.consents, {db}.forwards")
+    p_vendors = sub.add_parser("vendors", help="check the vendors hits are forwarded to")
+    p_vendors_sub = p_vendors.add_subparsers(dest="vendors_command", required=True)
+    p_vtest = p_vendors_sub.add_parser("test", help="send one synthetic hit to a vendor and show its answer")
+    p_vtest.add_argument("--config", required=True)
+    p_vtest.add_argument("--site", required=True)
+    p_vtest.add_argument("--vendor", required=True, help="the vendor's name in the site's [[sites.X.vendors]]")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(_load_or_exit(args.config), args.host, args.port, args.log_level)
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.config}: OK, {len(config.sites)} site(s): {', '.join(config.sites)}; store {config.store.split('@')[-1]}")
     elif args.command == "sql":
         run_sql(_load_or_exit(args.config), args.query)
+    elif args.command == "vendors":
+        from gateway.forwarding.probe import send_test_hit
+
+        raise SystemExit(send_test_hit(_load_or_exit(args.config), args.site, args.vendor))
 
 
 def run_sql(config: GatewayConfig, query: str) -> None:

@@ -1,48 +1,67 @@
-"""Who the client is, and the truncated form that is all we ever keep of its address."""
+"""Who the client is, and the truncated form that is all we ever keep of its address.
+
+Addresses are parsed with socket.inet_pton: strict (no "1.2" or octal forms), and
+~20 times cheaper than the ipaddress module on this per-hit path.
+"""
 from __future__ import annotations
 
 import ipaddress
+import socket
+from functools import lru_cache
+
 from starlette.requests import Request
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"  # ::ffff:a.b.c.d
 
 
-def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+def _packed(ip: str) -> bytes | None:
+    """4 bytes for IPv4 (IPv4-mapped IPv6 included), 16 for IPv6, None for anything else."""
+    try:
+        return socket.inet_pton(socket.AF_INET, ip)
+    except (OSError, ValueError):
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except (OSError, ValueError):
+        return None
+    return packed[12:] if packed.startswith(_MAPPED_PREFIX) else packed
 
 
 def truncate_ip(ip: str) -> str:
     """IPv4 to its /24, IPv6 to its /48; anything unparsable to ''. Never returns the full address."""
-    if _is_ipv4(ip):
-        # String work is several times cheaper than ipaddress on the hot path.
-        return ip.rsplit(".", 1)[0] + ".0"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    packed = _packed(ip)
+    if packed is None:
         return ""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return truncate_ip(str(address.ipv4_mapped))
-    if isinstance(address, ipaddress.IPv4Address):
-        return truncate_ip(str(address))
-    return str(ipaddress.IPv6Network((address, 48), strict=False).network_address)
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed[:3] + b"\x00")
+    return socket.inet_ntop(socket.AF_INET6, packed[:6] + b"\x00" * 10)
+
+
+@lru_cache(maxsize=16)  # keyed by the config's (hashable) tuple of networks: one entry per gateway
+def _ranges(networks: tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
+    """(byte length, network, mask) as ints, for membership tests without ipaddress objects."""
+    return tuple((4 if n.version == 4 else 16, int(n.network_address), int(n.netmask)) for n in networks)
 
 
 def _in(ip: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    packed = _packed(ip)
+    if packed is None:
         return False
-    return any(address in net for net in networks)
+    value = int.from_bytes(packed, "big")
+    return any(len(packed) == size and value & mask == net for size, net, mask in _ranges(networks))
 
 
 def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str:
     """The socket peer; or, when the peer is a trusted proxy, the right-most X-Forwarded-For
     address that is not itself a trusted proxy (left-most entries can be forged by anyone)."""
     peer = request.client.host if request.client else ""
+    return client_ip_from(peer, request.headers.get("x-forwarded-for", ""), trusted_proxies)
+
+
+def client_ip_from(peer: str, forwarded: str, trusted_proxies: tuple[Network, ...]) -> str:
     if not trusted_proxies or not _in(peer, trusted_proxies):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, trusted_proxies):

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 SECRET_ENV = "CONSENTGATE_SECRET_KEY"
 VENDOR_TYPES = ("webhook", "ga4", "meta_capi")
 CATEGORIES = ("preferences", "analytics", "marketing")
+# Hit fields a vendor may be sent (`fields = [...]`); event id, type, name and time always go.
+VENDOR_FIELDS = ("url", "hostname", "path", "referrer", "referrer_host", "utm_source", "utm_medium",
+                 "utm_campaign", "browser", "browser_version", "os", "device", "country", "ip", "user_agent")
 
 
 class ConfigError(Exception):
@@ -36,6 +39,11 @@ class VendorConfig:
     timeout: float = 5.0
     max_concurrency: int = 4
     fields: tuple[str, ...] = ()
+    retry_initial: float = 1.0  # seconds before the first retry; doubles per attempt, with jitter
+    retry_max: float = 60.0  # longest wait between retries
+    retry_hours: float = 72.0  # a hit still undelivered after this long is dropped as expired
+    breaker_failures: int = 5  # consecutive failures that open the circuit breaker
+    breaker_reset: float = 30.0  # seconds the breaker stays open before one probe
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class GatewayConfig:
     batch_size: int = 5000
     flush_interval: float = 1.0
     public_url: str = ""  # how browsers reach the gateway; default: the request's own origin
+    access_log: str = "errors"  # errors (4xx/5xx only), all, off; nginx in front usually logs every request
     sites: dict[str, SiteConfig] = field(default_factory=dict)
 
     @property
@@ -143,6 +152,11 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
         timeout=float(r.get("timeout", (int, float), 5.0)),
         max_concurrency=r.get("max_concurrency", int, 4),
         fields=r.str_list("fields"),
+        retry_initial=float(r.get("retry_initial", (int, float), 1.0)),
+        retry_max=float(r.get("retry_max", (int, float), 60.0)),
+        retry_hours=float(r.get("retry_hours", (int, float), 72.0)),
+        breaker_failures=r.get("breaker_failures", int, 5),
+        breaker_reset=float(r.get("breaker_reset", (int, float), 30.0)),
     )
     r.finish()
     if category not in CATEGORIES:
@@ -155,6 +169,17 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
         _check_url(url, f"{path}.url", problems)
     if vendor.timeout <= 0:
         problems.append(f"{path}.timeout: must be > 0")
+    for key in ("retry_initial", "retry_max", "retry_hours", "breaker_reset"):
+        if getattr(vendor, key) <= 0:
+            problems.append(f"{path}.{key}: must be > 0")
+    if vendor.max_concurrency < 1 or vendor.breaker_failures < 1:
+        problems.append(f"{path}: max_concurrency and breaker_failures must be >= 1")
+    for key in {"ga4": ("measurement_id", "api_secret"), "meta_capi": ("pixel_id", "access_token")}.get(vtype, ()):
+        if not getattr(vendor, key):
+            problems.append(f"{path}.{key}: missing (required for type {vtype!r}): copy it from the vendor's console")
+    for i, name in enumerate(vendor.fields):
+        if name not in VENDOR_FIELDS:
+            problems.append(f"{path}.fields[{i}]: unknown field {name!r}: use {', '.join(VENDOR_FIELDS)}")
     return vendor
 
 
@@ -264,9 +289,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
         batch_size=gw.get("batch_size", int, 5000),
         flush_interval=float(gw.get("flush_interval", (int, float), 1.0)),
         public_url=gw.get("public_url", str, "").rstrip("/"),
+        access_log=gw.get("access_log", str, "errors"),
         sites={},
     )
     gw.finish()
+    if config.access_log not in ("errors", "all", "off"):
+        problems.append(f"gateway.access_log: expected errors, all or off, got {config.access_log!r}")
     if config.retention_days < 1:
         problems.append("gateway.retention_days: must be >= 1")
     if not 1 <= config.consent_max_age_days <= 395:

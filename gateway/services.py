@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analytics.spool import SpoolWriter
 from analytics.store import Store, StoreUnavailable
 from analytics.writer import BatchWriter
+from banner.bundle import BannerBundle, build_bundles
 from gateway.collect.geo import CountryLookup
 from gateway.collect.pipeline import CollectPipeline, Hit
 from gateway.collect.useragent import parse_user_agent
 from gateway.config import GatewayConfig
+from gateway.forwarding.forwarder import Forwarder
 from gateway.metrics import Metrics
 from gateway.revocations import RevocationList
 from gateway.tokens import TokenSigner
@@ -29,6 +31,8 @@ class Services:
     countries: CountryLookup
     metrics: Metrics
     pipeline: CollectPipeline
+    banners: dict[str, BannerBundle] = field(default_factory=dict)  # site -> prebuilt banner.js
+    forwarder: Forwarder | None = None  # sends consented hits to the sites' vendors
 
     def start(self) -> None:
         try:
@@ -38,6 +42,8 @@ class Services:
         self.revocations.load(self._revocations_from_log())
         parse_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")  # loads the parser now, not on the first hit
         self.writer.start()
+        if self.forwarder is not None:
+            self.forwarder.start()  # after the revocations: a withdrawn consent is never sent
 
     def _revocations_from_log(self) -> list[tuple[str, int]]:
         """Every consent id whose latest decision superseded an earlier token, from store and spool."""
@@ -64,6 +70,8 @@ class Services:
                 for cid, (at, action, count) in latest.items() if action == "withdraw" or count > 1]
 
     def stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()  # first: its last outcomes go into the spool the writer drains
         drained = self.writer.drain()
         log.info("stopped: spool %s", "fully written to the store" if drained else "kept for the next start")
         self.spool.close()
@@ -85,7 +93,9 @@ def build_services(config: GatewayConfig) -> Services:
             spool.append(hit.record)
             hit.stored = True
 
-    pipeline = CollectPipeline(config, signer, revocations, countries, sinks=[store_sink])
+    forwarder = Forwarder(config, revocations, spool, writer.reader, store.existing_ids, metrics.registry)
+    pipeline = CollectPipeline(config, signer, revocations, countries, sinks=[store_sink, forwarder.sink])
     metrics.gauge("consentgate_spool_backlog_bytes", "Spooled bytes not yet in the store", writer.backlog_bytes)
     metrics.gauge("consentgate_store_up", "1 when the last store write succeeded", lambda: float(writer.store_up))
-    return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline)
+    return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline,
+                    banners=build_bundles(config), forwarder=forwarder)

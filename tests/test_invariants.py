@@ -113,7 +113,8 @@ def make_geoip(path) -> None:
 
 def test_full_ip_is_never_written_and_geoip_uses_it_first(make_gateway, tmp_path):
     make_geoip(tmp_path / "geo.mmdb")
-    gw = make_gateway(gateway={"trusted_proxies": ["127.0.0.1/32"], "geoip_db": str(tmp_path / "geo.mmdb")})
+    gw = make_gateway(gateway={"trusted_proxies": ["127.0.0.1/32"], "geoip_db": str(tmp_path / "geo.mmdb"),
+                               "access_log": "all"})
     full_ips = ["203.0.113.77", "2001:db8:1234:5678:9abc::42"]
     with gw.client() as c:
         for ip in full_ips:

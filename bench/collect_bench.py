@@ -1,0 +1,173 @@
+"""Collect throughput: the real gateway against a bare Starlette app, same server settings, same load.
+
+    .venv/bin/python bench/collect_bench.py            # realistic hits (varied consented visitors, UAs, IPs)
+    .venv/bin/python bench/collect_bench.py --flood    # a distinct User-Agent on every hit (what an attacker buys)
+
+Both servers run as uvicorn processes with uvloop + httptools, one worker, access logs
+as in production (the gateway's truncating log on, uvicorn's own off). Debian's wrk
+drives each for the same time, one after the other, and the script prints hits/s,
+p99 latency, errors and the ratio gateway / bare. Afterwards it stops the gateway
+with SIGTERM and checks that every hit wrk saw acknowledged as stored is in the store.
+Machines here are shared and noisy: read the ratio, not the absolute figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from harness import free_port, write_config  # noqa: E402
+
+# A realistic mix: desktop and mobile Chrome, Safari, Firefox, Edge, Samsung, in rough market shares.
+USER_AGENTS = [
+    (30, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36"),
+    (18, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1"),
+    (15, "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36"),
+    (10, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15"),
+    (8, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36 Edg/{v}.0.0.0"),
+    (7, "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0"),
+    (5, "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S91{m}B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/{v}.0.0.0 Mobile Safari/537.36"),
+    (4, "Mozilla/5.0 (iPad; CPU OS 16_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.{m} Mobile/15E148 Safari/604.1"),
+    (3, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36"),
+]
+PAGES = ["/", "/pricing", "/blog/avg-en-cookies", "/contact", "/features", "/blog/consent-mode-v2", "/about"]
+REFERRERS = ["", "", "https://www.google.com/", "https://www.bing.com/", "https://www.linkedin.com/", "https://duckduckgo.com/"]
+
+
+def wait_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not come up")
+
+
+def make_hits(gateway_url: str, visitors: int, out: Path) -> int:
+    """Gives consent for `visitors` visitors and writes one prepared hit per line for wrk."""
+    rng = random.Random(7)
+    weights = [w for w, _ in USER_AGENTS]
+    lines = []
+    with httpx.Client(base_url=gateway_url, timeout=10) as c:
+        for i in range(visitors):
+            r = c.post("/s/bench/consent", json={"choices": {"analytics": True}, "method": "custom"},
+                       headers={"Origin": "https://www.example.com"})
+            r.raise_for_status()
+            token = r.json()["token"]
+            ua = rng.choices(USER_AGENTS, weights)[0][1].format(v=rng.randint(118, 125), m=rng.randint(1, 8))
+            ip = f"203.0.113.{rng.randint(1, 254)}" if i % 3 else f"2001:db8:{rng.randint(0, 0xffff):x}::{rng.randint(1, 0xffff):x}"
+            for _ in range(3):
+                body = json.dumps({"type": "pageview", "url": "https://www.example.com" + rng.choice(PAGES)
+                                   + ("?utm_source=newsletter" if rng.random() < 0.1 else ""),
+                                   "referrer": rng.choice(REFERRERS), "consent": token})
+                lines.append(f"{ip}\t{ua}\t{body}")
+    rng.shuffle(lines)
+    out.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+WRK_RE = {
+    "rps": re.compile(r"Requests/sec:\s+([\d.]+)"),
+    "p99": re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M),
+    "non2xx": re.compile(r"Non-2xx or 3xx responses:\s+(\d+)"),
+    "socket": re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"),
+    "requests": re.compile(r"(\d+) requests in"),
+    "stored": re.compile(r"CG_STORED (\d+)"),
+}
+
+
+def run_wrk(url: str, hits: Path, seconds: int, connections: int, flood: bool) -> dict:
+    env = {**os.environ, "CG_HITS": str(hits), "CG_FLOOD": "1" if flood else "0"}
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                          str(ROOT / "bench" / "collect.lua"), url], capture_output=True, text=True, env=env)
+    text = out.stdout + out.stderr
+    m = WRK_RE["p99"].search(text)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    socket = WRK_RE["socket"].search(text)
+    return {
+        "rps": float(WRK_RE["rps"].search(text).group(1)),
+        "p99_ms": float(m.group(1)) * scale[m.group(2)] if m else float("nan"),
+        "errors": int((WRK_RE["non2xx"].search(text) or [0, 0])[1]) + (sum(map(int, socket.groups())) if socket else 0),
+        "requests": int(WRK_RE["requests"].search(text).group(1)),
+        "stored": int(WRK_RE["stored"].search(text).group(1)),
+    }
+
+
+def serve(args: list[str], port: int, log: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    return subprocess.Popen(args + ["--port", str(port)], cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flood", action="store_true", help="a distinct User-Agent on every hit")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--visitors", type=int, default=400)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: run scripts/setup (it installs Debian's wrk)")
+    work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
+    config = write_config(work, gateway={"trusted_proxies": ["127.0.0.1/32"], "flush_interval": float(os.environ.get("CG_FLUSH", "1.0"))},
+                          sites={"bench": {"origins": ["https://www.example.com"]}})
+    gw_port, bare_port = free_port(), free_port()
+    py = sys.executable
+    gateway = serve([py, "-m", "gateway.cli", "serve", "--config", str(config), "--host", "127.0.0.1"], gw_port, work / "gateway.log")
+    bare = serve([py, "-m", "uvicorn", "bare_app:app", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+                  "--host", "127.0.0.1"], bare_port, work / "bare.log", cwd=ROOT / "bench")
+    try:
+        wait_up(f"http://127.0.0.1:{gw_port}/healthz")
+        wait_up(f"http://127.0.0.1:{bare_port}/")
+        hits = work / "hits.tsv"
+        n = make_hits(f"http://127.0.0.1:{gw_port}", args.visitors, hits)
+        print(f"prepared {n} hits from {args.visitors} consented visitors; wrk -t2 -c{args.connections} -d{args.seconds}s each"
+              f"{' (flood: a new User-Agent every hit)' if args.flood else ''}", flush=True)
+        results = {}
+        for name, port in (("bare", bare_port), ("gateway", gw_port)):
+            print(f"  running {name} ...", flush=True)
+            results[name] = run_wrk(f"http://127.0.0.1:{port}", hits, args.seconds, args.connections, args.flood)
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(120)
+        rows = subprocess.run([py, "-m", "gateway.cli", "sql", "--config", str(config),
+                               "SELECT count() AS n FROM {db}.events"], cwd=ROOT, capture_output=True, text=True)
+        in_store = json.loads(rows.stdout.splitlines()[0])["n"]
+    finally:
+        for p in (gateway, bare):
+            if p.poll() is None:
+                p.kill()
+    g, b = results["gateway"], results["bare"]
+    print(f"\n{'':10}{'hits/s':>10}{'p99 ms':>10}{'errors':>8}")
+    for name in ("bare", "gateway"):
+        r = results[name]
+        print(f"{name:10}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
+    ratio = g["rps"] / b["rps"]
+    target = 0.4 if args.flood else 0.6
+    print(f"\nratio gateway / bare: {ratio:.2f} (target >= {target})")
+    print(f"acknowledged as stored: {g['stored']}, rows in the store after SIGTERM: {in_store} "
+          f"({'OK' if in_store >= g['stored'] else 'LOST HITS'}; the store may hold a few more: "
+          f"hits answered after wrk stopped counting)")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"collect{'-flood' if args.flood else ''}.json").write_text(json.dumps(
+        {"results": results, "ratio": ratio, "in_store": in_store}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    if in_store < g["stored"] or g["errors"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

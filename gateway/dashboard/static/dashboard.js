@@ -1,0 +1,286 @@
+// consentgate dashboard: reads /api/stats with the session cookie and draws it.
+// Every value from the API that came from a visitor (paths, referrers, UTM tags, event
+// names) goes into the page through textContent only, never as HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const COLORS = { visitors: "#4f46e5", pageviews: "#0ea5e9", previous: "#a5b4fc",
+    accept_all: "#16a34a", custom: "#0ea5e9", reject_all: "#f97316", gpc: "#a855f7", withdraw: "#e11d48" };
+  const PANELS = {
+    pages: { title: "Top pages", tabs: [["page", "Pages"], ["entry_page", "Entry"], ["exit_page", "Exit"]] },
+    sources: { title: "Sources", tabs: [["source", "Channels"], ["referrer_host", "Referrers"], ["utm_source", "UTM source"],
+      ["utm_medium", "UTM medium"], ["utm_campaign", "Campaigns"]] },
+    countries: { title: "Countries", tabs: [["country", "Countries"]] },
+    devices: { title: "Devices", tabs: [["browser", "Browsers"], ["os", "OS"], ["device", "Devices"]] },
+    events: { title: "Events", tabs: [["event", "Custom events"]] },
+  };
+  // Clicking a row filters by its value; entry/exit pages filter by page.
+  const FILTER_OF = { page: "page", entry_page: "page", exit_page: "page", source: "source", referrer_host: "referrer_host",
+    utm_source: "utm_source", utm_medium: "utm_medium", utm_campaign: "utm_campaign", country: "country",
+    browser: "browser", os: "os", device: "device", event: "event" };
+  const LABELS = { page: "Page", event: "Event", country: "Country", browser: "Browser", os: "OS", device: "Device",
+    referrer_host: "Referrer", source: "Channel", utm_source: "UTM source", utm_medium: "UTM medium", utm_campaign: "Campaign" };
+
+  const state = { site: "", range: "30d", from: "", to: "", compare: true, interval: "day", filters: {}, tabs: {} };
+  const charts = {};
+  let loadSeq = 0;
+
+  // ---- dates -------------------------------------------------------------------------------
+  const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  const addDays = (d, n) => { const x = new Date(d); x.setDate(x.getDate() + n); return x; };
+  function rangeDates() {
+    const today = new Date();
+    switch (state.range) {
+      case "today": return [iso(today), iso(today)];
+      case "7d": return [iso(addDays(today, -6)), iso(today)];
+      case "90d": return [iso(addDays(today, -89)), iso(today)];
+      case "month": return [iso(new Date(today.getFullYear(), today.getMonth(), 1)), iso(today)];
+      case "lastmonth": return [iso(new Date(today.getFullYear(), today.getMonth() - 1, 1)),
+        iso(new Date(today.getFullYear(), today.getMonth(), 0))];
+      case "custom": return [state.from, state.to];
+      default: return [iso(addDays(today, -29)), iso(today)];
+    }
+  }
+  const dayCount = (from, to) => Math.round((new Date(to) - new Date(from)) / 86400000) + 1;
+  function previousRange(from, to) {
+    const n = dayCount(from, to);
+    const end = addDays(new Date(from + "T00:00:00"), -1);
+    return [iso(addDays(end, -(n - 1))), iso(end)];
+  }
+
+  // ---- state in the address (shareable, back button works) --------------------------------
+  function saveHash() {
+    const p = new URLSearchParams();
+    p.set("site", state.site); p.set("range", state.range);
+    if (state.range === "custom") { p.set("from", state.from); p.set("to", state.to); }
+    if (!state.compare) p.set("compare", "0");
+    p.set("interval", state.interval);
+    for (const [k, v] of Object.entries(state.filters)) p.set("f." + k, v);
+    history.replaceState(null, "", "#" + p.toString());
+  }
+  function loadHash() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    state.site = p.get("site") || state.site;
+    state.range = p.get("range") || state.range;
+    state.from = p.get("from") || ""; state.to = p.get("to") || "";
+    state.compare = p.get("compare") !== "0";
+    state.interval = p.get("interval") || state.interval;
+    state.filters = {};
+    for (const [k, v] of p.entries()) if (k.startsWith("f.") && LABELS[k.slice(2)]) state.filters[k.slice(2)] = v;
+  }
+
+  // ---- API ---------------------------------------------------------------------------------
+  async function api(path, params = {}) {
+    const qs = new URLSearchParams(params).toString();
+    const r = await fetch(`/api/stats/${path}${qs ? "?" + qs : ""}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (r.status === 401) { location.href = "/dashboard"; throw new Error("logged out"); }
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
+    return body;
+  }
+  const site = () => encodeURIComponent(state.site);
+  function params(extra = {}, withFilters = true) {
+    const [from, to] = rangeDates();
+    return { from, to, ...(withFilters ? state.filters : {}), ...extra };
+  }
+
+  // ---- formatting --------------------------------------------------------------------------
+  const fmt = new Intl.NumberFormat();
+  const duration = (s) => (s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s` : `${s}s`);
+  const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+
+  // ---- KPIs --------------------------------------------------------------------------------
+  const KPIS = [["visitors", "Visitors", fmt.format], ["visits", "Visits", fmt.format], ["pageviews", "Pageviews", fmt.format],
+    ["views_per_visit", "Views / visit", (v) => v.toFixed(2)], ["bounce_rate", "Bounce rate", (v) => `${v}%`],
+    ["visit_duration", "Visit duration", duration]];
+  function renderKpis(summary) {
+    const box = $("kpis"); box.replaceChildren();
+    for (const [key, label, show] of KPIS) {
+      const card = el("div", "kpi");
+      card.append(el("div", "kpi-label", label), el("div", "kpi-value", show(summary.current[key])));
+      const change = summary.change[key];
+      if (state.compare) {
+        const lowerIsBetter = key === "bounce_rate";
+        const cls = change === null || change === 0 ? "flat" : (change > 0) !== lowerIsBetter ? "up" : "down";
+        const arrow = change === null ? "" : change > 0 ? "▲ " : change < 0 ? "▼ " : "";
+        card.append(el("div", `kpi-change ${cls}`, change === null ? "new" : `${arrow}${Math.abs(change)}%`));
+        card.title = `Previous period: ${show(summary.previous[key])}`;
+      }
+      box.append(card);
+    }
+  }
+
+  // ---- charts ------------------------------------------------------------------------------
+  function chart(id, config) {
+    if (charts[id]) charts[id].destroy();
+    charts[id] = new Chart($(id), config);
+  }
+  function bucketLabel(bucket) {
+    if (state.interval === "hour") return bucket.slice(5).replace("T", " ");
+    if (state.interval === "month") return bucket.slice(0, 7);
+    return bucket.slice(5);
+  }
+  function renderTimeseries(current, previous) {
+    const datasets = [
+      { label: "Visitors", data: current.map((r) => r.visitors), borderColor: COLORS.visitors, backgroundColor: "rgba(79,70,229,.12)", fill: true, tension: 0.3, pointRadius: 0, borderWidth: 2 },
+      { label: "Pageviews", data: current.map((r) => r.pageviews), borderColor: COLORS.pageviews, tension: 0.3, pointRadius: 0, borderWidth: 2 },
+    ];
+    if (previous) datasets.push({ label: "Visitors, previous period", data: previous.map((r) => r.visitors), borderColor: COLORS.previous, borderDash: [5, 4], tension: 0.3, pointRadius: 0, borderWidth: 1.5 });
+    chart("timeseries", { type: "line", data: { labels: current.map((r) => bucketLabel(r.bucket)), datasets },
+      options: { responsive: true, maintainAspectRatio: false, animation: false, interaction: { mode: "index", intersect: false },
+        scales: { y: { beginAtZero: true, ticks: { precision: 0 } }, x: { ticks: { maxTicksLimit: 10, autoSkip: true } } },
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } } } });
+  }
+  function renderConsent(c) {
+    const methods = ["accept_all", "custom", "reject_all", "gpc", "withdraw"];
+    const names = { accept_all: "Accept all", custom: "Custom", reject_all: "Reject all", gpc: "GPC", withdraw: "Withdrawn" };
+    chart("consent-chart", { type: "bar",
+      data: { labels: c.daily.map((d) => d.day.slice(5)), datasets: methods.map((m) => ({ label: names[m], data: c.daily.map((d) => d[m]), backgroundColor: COLORS[m], stack: "d" })) },
+      options: { responsive: true, maintainAspectRatio: false, animation: false,
+        scales: { x: { stacked: true, ticks: { maxTicksLimit: 8 } }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } },
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 10 } } } } });
+    const unseen = c.visitors_without_analytics;
+    $("consent-note").textContent = c.decisions || unseen
+      ? `${fmt.format(unseen)} deciding visitors (${(100 - c.visible_share).toFixed(1)}%) refused analytics: they are not in these statistics.`
+      : "No banner decisions in this range.";
+    const rates = $("consent-rates"); rates.replaceChildren();
+    for (const [cat, label] of [["analytics", "Analytics"], ["marketing", "Marketing"], ["preferences", "Preferences"]]) {
+      const row = el("div", "rate");
+      const bar = el("div", "rate-bar"); const fill = el("span"); fill.style.width = `${c.opt_in_rate[cat]}%`; bar.append(fill);
+      row.append(el("span", "rate-label", label), bar, el("b", "", `${c.opt_in_rate[cat]}%`));
+      rates.append(row);
+    }
+    rates.append(el("div", "muted small", `${fmt.format(c.decisions)} decisions, ${fmt.format(c.withdrawals)} withdrawals`));
+  }
+
+  // ---- breakdown panels --------------------------------------------------------------------
+  function panelShell(card, name) {
+    const spec = PANELS[name];
+    card.replaceChildren();
+    const head = el("div", "card-head"); head.append(el("h2", "", spec.title));
+    if (spec.tabs.length > 1) {
+      const tabs = el("div", "tabs");
+      for (const [dim, label] of spec.tabs) {
+        const b = el("button", dim === state.tabs[name] ? "tab active" : "tab", label);
+        b.type = "button";
+        b.addEventListener("click", () => { state.tabs[name] = dim; loadPanel(card, name); });
+        tabs.append(b);
+      }
+      head.append(tabs);
+    }
+    card.append(head);
+    const list = el("ol", "rows"); card.append(list);
+    return list;
+  }
+  async function loadPanel(card, name) {
+    const dim = state.tabs[name] || PANELS[name].tabs[0][0];
+    state.tabs[name] = dim;
+    const list = panelShell(card, name);
+    list.append(el("li", "empty", "Loading…"));
+    const seq = loadSeq;
+    const data = await api(`${site()}/breakdown/${dim}`, params({ limit: 8 }));
+    if (seq !== loadSeq) return;
+    list.replaceChildren();
+    const rows = data.results;
+    if (!rows.length) { list.append(el("li", "empty", "No data in this range")); return; }
+    const max = Math.max(...rows.map((r) => r.visitors));
+    const counted = dim === "event" ? "events" : "pageviews";
+    for (const r of rows) {
+      const li = el("li", "row");
+      const btn = el("button", "row-btn");
+      btn.type = "button";
+      btn.title = `Filter by ${LABELS[FILTER_OF[dim]]}: ${r.value || "(none)"}`;
+      const bar = el("span", "row-bar"); bar.style.width = `${(100 * r.visitors) / max}%`;
+      btn.append(bar, el("span", "row-value", r.value || (dim === "country" ? "Unknown" : "(none)")),
+        el("span", "row-num", fmt.format(r.visitors)), el("span", "row-num muted", fmt.format(r[counted])));
+      btn.addEventListener("click", () => { state.filters[FILTER_OF[dim]] = r.value; reload(); });
+      li.append(btn); list.append(li);
+    }
+    const legend = el("li", "legend muted small"); legend.append(el("span", "", ""), el("span", "row-num", "visitors"), el("span", "row-num", counted));
+    list.prepend(legend);
+  }
+
+  function renderFilters() {
+    const box = $("filters"); box.replaceChildren();
+    for (const [k, v] of Object.entries(state.filters)) {
+      const chip = el("button", "chip"); chip.type = "button";
+      chip.title = "Remove this filter";
+      chip.append(el("span", "chip-key", `${LABELS[k]} is `), el("b", "", v || "(none)"), el("span", "chip-x", " ✕"));
+      chip.addEventListener("click", () => { delete state.filters[k]; reload(); });
+      box.append(chip);
+    }
+  }
+
+  function showError(err) {
+    const box = $("error");
+    box.hidden = !err;
+    box.textContent = err ? `Could not load statistics: ${err.message}` : "";
+  }
+
+  async function loadRealtime() {
+    if (!state.site || document.hidden) return;
+    try { const rt = await api(`${site()}/realtime`, state.filters); $("realtime-count").textContent = fmt.format(rt.visitors); }
+    catch (e) { /* the next poll tries again */ }
+  }
+
+  async function reload() {
+    loadSeq += 1;
+    const seq = loadSeq;
+    saveHash(); renderFilters(); showError(null);
+    const [from, to] = rangeDates();
+    if (state.interval === "hour" && dayCount(from, to) > 31) { state.interval = "day"; $("interval").value = "day"; saveHash(); }
+    document.body.classList.add("loading");
+    try {
+      const [prevFrom, prevTo] = previousRange(from, to);
+      const [summary, series, previous, consent] = await Promise.all([
+        api(`${site()}/summary`, params()),
+        api(`${site()}/timeseries`, params({ interval: state.interval })),
+        state.compare ? api(`${site()}/timeseries`, { ...state.filters, from: prevFrom, to: prevTo, interval: state.interval }) : null,
+        api(`${site()}/consent`, params({}, false)),
+        ...Object.keys(PANELS).map((name) => loadPanel(document.querySelector(`[data-panel="${name}"]`), name)),
+        loadRealtime(),
+      ]);
+      if (seq !== loadSeq) return;
+      renderKpis(summary);
+      renderTimeseries(series.results, previous && previous.results);
+      renderConsent(consent);
+    } catch (e) {
+      if (seq === loadSeq) showError(e);
+    } finally {
+      if (seq === loadSeq) document.body.classList.remove("loading");
+    }
+  }
+
+  async function start() {
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.color = "#64748b";
+    loadHash();
+    const { sites } = await api("sites");
+    const picker = $("site");
+    for (const s of sites) { const o = el("option", "", s.name); o.value = s.name; picker.append(o); }
+    if (!sites.some((s) => s.name === state.site)) state.site = sites.length ? sites[0].name : "";
+    picker.value = state.site; $("range").value = state.range; $("compare").checked = state.compare; $("interval").value = state.interval;
+    const [from, to] = rangeDates(); $("from").value = from; $("to").value = to;
+    $("custom").hidden = state.range !== "custom";
+    picker.addEventListener("change", () => { state.site = picker.value; state.filters = {}; reload(); });
+    $("range").addEventListener("change", (e) => {
+      state.range = e.target.value;
+      $("custom").hidden = state.range !== "custom";
+      if (state.range === "custom") { [state.from, state.to] = [$("from").value, $("to").value]; return; }
+      if (dayCount(...rangeDates()) <= 2) { state.interval = "hour"; $("interval").value = "hour"; }
+      else if (state.interval === "hour") { state.interval = "day"; $("interval").value = "day"; }
+      reload();
+    });
+    $("apply").addEventListener("click", () => {
+      if (!$("from").value || !$("to").value || $("from").value > $("to").value) { showError(new Error("pick a start date on or before the end date")); return; }
+      state.from = $("from").value; state.to = $("to").value; reload();
+    });
+    $("compare").addEventListener("change", (e) => { state.compare = e.target.checked; reload(); });
+    $("interval").addEventListener("change", (e) => { state.interval = e.target.value; reload(); });
+    setInterval(loadRealtime, 15000);
+    if (state.site) await reload(); else showError(new Error("this gateway has no sites configured"));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { start().catch(showError); });
+})();
