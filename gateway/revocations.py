@@ -13,14 +13,24 @@ from collections.abc import Iterable
 
 
 class RevocationList:
-    def __init__(self) -> None:
+    def __init__(self, token_max_age_ms: int = 395 * 86_400_000) -> None:
         self._revoked_at: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.token_max_age_ms = token_max_age_ms
+        self._prune_at = 100_000
 
     def revoke(self, consent_id: str, at_ms: int) -> None:
         with self._lock:
             if at_ms > self._revoked_at.get(consent_id, -1):
                 self._revoked_at[consent_id] = at_ms
+            if len(self._revoked_at) >= self._prune_at:
+                self._prune(at_ms)
+
+    def _prune(self, now_ms: int) -> None:
+        # Every token issued before a revocation older than the token lifetime has expired anyway.
+        horizon = now_ms - self.token_max_age_ms
+        self._revoked_at = {cid: at for cid, at in self._revoked_at.items() if at > horizon}
+        self._prune_at = max(100_000, 2 * len(self._revoked_at))
 
     def is_revoked(self, consent_id: str, issued_ms: int) -> bool:
         revoked = self._revoked_at.get(consent_id)

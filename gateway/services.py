@@ -85,7 +85,7 @@ def build_services(config: GatewayConfig) -> Services:
     writer = BatchWriter(store, spool, config.batch_size, config.flush_interval,
                          on_batch=lambda counts: [metrics.store_rows.labels(k).inc(n) for k, n in counts.items()])
     signer = TokenSigner(config.secret_keys, config.consent_max_age_days)
-    revocations = RevocationList()
+    revocations = RevocationList(config.consent_max_age_days * 86_400_000)
     countries = CountryLookup(config.geoip_db)
 
     def store_sink(hit: Hit) -> None:

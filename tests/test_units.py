@@ -96,3 +96,41 @@ def test_bots_and_tools_are_recognised(ua):
 def test_browsers_os_and_device_class(ua, browser, os, device):
     info = parse_user_agent(ua)
     assert (info.browser, info.os, info.device, info.is_bot) == (browser, os, device, False)
+
+
+def test_event_ids_are_distinct_version_4_uuids():
+    import uuid
+
+    from gateway.collect.pipeline import random_uuid
+    ids = [random_uuid() for _ in range(20_000)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == len(ids)
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids))
+
+
+@pytest.mark.parametrize("url,clean,host,utm", [
+    ("https://www.example.com/a/b?email=x@y.example&utm_source=news&utm_medium=mail#frag",
+     "https://www.example.com/a/b", "www.example.com", ("news", "mail", "")),
+    ("http://user:secret@shop.example:8080?q=1", "http://shop.example:8080/", "shop.example", ("", "", "")),
+])
+def test_page_urls_lose_query_fragment_and_credentials(url, clean, host, utm):
+    from gateway.collect.pipeline import parse_page_url
+    page = parse_page_url(url)
+    assert (page.clean, page.host, page.utm) == (clean, host, utm)
+    assert "secret" not in page.clean and "email" not in page.clean
+
+
+@pytest.mark.parametrize("bad", ["ftp://x.example/", "javascript:alert(1)", "https://[::1", "https://x.example:99999/", "/relative"])
+def test_non_http_urls_are_refused(bad):
+    from gateway.collect.pipeline import parse_page_url
+    assert parse_page_url(bad) is None
+
+
+def test_revocations_forget_what_no_live_token_can_need():
+    revocations = RevocationList(token_max_age_ms=1000)
+    revocations._prune_at = 3  # prune early so the test stays small
+    revocations.revoke("old", 0)
+    revocations.revoke("mid", 5000)
+    revocations.revoke("new", 5500)  # prunes: "old" (revoked before now - max age) can matter to no token
+    assert len(revocations) == 2
+    assert revocations.is_revoked("mid", 4999) and not revocations.is_revoked("old", 0)
