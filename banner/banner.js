@@ -84,8 +84,9 @@
   }
 
   function send(path, body) {
-    return fetch(api + path, {method: "POST", credentials: "include", keepalive: true, body: JSON.stringify(body),
-      headers: {"Content-Type": path === "/consent" ? "application/json" : "text/plain"}});
+    var consent = path === "/consent"; // JSON needs a CORS preflight, which some browsers refuse with keepalive
+    return fetch(api + path, {method: "POST", credentials: "include", keepalive: !consent, body: JSON.stringify(body),
+      headers: {"Content-Type": consent ? "application/json" : "text/plain"}});
   }
 
   function pageview() {
@@ -118,12 +119,18 @@
         return r.json();
       })
       .then(function (saved) {
-        stored = saved;
-        try { localStorage.setItem(KEY, JSON.stringify(saved)); } catch (e) { /* private mode: this page only */ }
+        remember(saved);
         apply(saved.choices);
       }, function () {
-        apply(Object.assign({necessary: true}, choices)); // unrecorded: honoured on this page, asked again next time
+        // Unrecorded: honoured on this page, and no older decision stands in for it on the next one.
+        remember({token: stored.token});
+        apply(Object.assign({necessary: true}, choices));
       });
+  }
+
+  function remember(decision) {
+    stored = decision;
+    try { localStorage.setItem(KEY, JSON.stringify(decision)); } catch (e) { /* private mode: this page only */ }
   }
 
   function all(value) {
@@ -183,7 +190,7 @@
     if (action === "accept") decide(all(true), gpc ? "gpc" : "accept_all");
     else if (action === "reject") decide(all(false), "reject_all");
     else if (action === "settings") openSettings();
-    else if (action === "show") show();
+    else if (action === "show" || e.target === modal) show(); // a click beside the settings goes back
     else if (action === "save") {
       var choices = {};
       CATEGORIES.forEach(function (c) { choices[c] = modal.querySelector("#cg-" + c).checked; });

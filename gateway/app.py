@@ -8,13 +8,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from gateway import consent, ops, privacy
+from gateway import consent, ops, privacy, stats_api
 from gateway.banner_script import banner_script
 from gateway.collect.endpoint import CollectEndpoint
 from gateway.config import GatewayConfig
+from gateway.dashboard import routes as dashboard
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.middleware.accesslog import AccessLogMiddleware
 from gateway.middleware.cors import SiteCORSMiddleware
+from gateway.openapi import openapi_json
 from gateway.services import Services, build_services
 
 
@@ -40,6 +42,17 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/s/{site}/privacy/me", privacy.erase_my_data, methods=["DELETE"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/api/stats/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/stats/sites", stats_api.list_sites, methods=["GET"]),
+        Route("/api/stats/{site}/summary", stats_api.summary, methods=["GET"]),
+        Route("/api/stats/{site}/timeseries", stats_api.timeseries, methods=["GET"]),
+        Route("/api/stats/{site}/breakdown/{dimension}", stats_api.breakdown, methods=["GET"]),
+        Route("/api/stats/{site}/consent", stats_api.consent, methods=["GET"]),
+        Route("/api/stats/{site}/realtime", stats_api.realtime, methods=["GET"]),
+        Route("/dashboard", dashboard.dashboard, methods=["GET"]),
+        Route("/dashboard/login", dashboard.login, methods=["POST"]),
+        Route("/dashboard/logout", dashboard.logout, methods=["POST"]),
+        Route("/dashboard/assets/{name}", dashboard.asset, methods=["GET"]),
     ]
     middleware = [
         Middleware(AccessLogMiddleware, trusted_proxies=config.trusted_proxies, mode=config.access_log),

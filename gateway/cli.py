@@ -58,8 +58,24 @@ def main(argv: list[str] | None = None) -> None:
     p_vtest.add_argument("--config", required=True)
     p_vtest.add_argument("--site", required=True)
     p_vtest.add_argument("--vendor", required=True, help="the vendor's name in the site's [[sites.X.vendors]]")
+    p_demo = sub.add_parser("demo", help="run a gateway with generated past traffic and a demo site that embeds the banner")
+    p_demo.add_argument("--events", type=int, default=300_000, help="generated events of past traffic (default 300000)")
+    p_demo.add_argument("--days", type=int, default=90, help="days of past traffic (default 90)")
+    p_demo.add_argument("--dir", default="consentgate-demo", help="folder for the demo's config and store")
+    p_demo.add_argument("--host", default="127.0.0.1")
+    p_demo.add_argument("--port", type=int, default=8000, help="the gateway's port (dashboard, API, banner)")
+    p_demo.add_argument("--site-port", type=int, default=8001, help="the demo site's port")
+    p_demo.add_argument("--reset", action="store_true", help="delete the demo store's data and generate it again")
     args = parser.parse_args(argv)
-    if args.command == "serve":
+    if args.command == "demo":
+        from pathlib import Path
+
+        from gateway.demo import run_demo
+
+        if args.events < 0 or not 1 <= args.days <= 395:
+            parser.error("--events must be >= 0 and --days between 1 and 395")
+        run_demo(Path(args.dir), args.host, args.port, args.site_port, args.events, args.days, args.reset)
+    elif args.command == "serve":
         serve(_load_or_exit(args.config), args.host, args.port, args.log_level)
     elif args.command == "check-config":
         config = _load_or_exit(args.config)

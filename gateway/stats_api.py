@@ -190,4 +190,7 @@ async def realtime(request: Request) -> JSONResponse:
     services = _services(request)
     q, params = stats_query(request, _site(request, services))
     _refuse_csv(request, params)
+    if q.visit_filters:
+        raise bad_request(f"realtime cannot be filtered by {', '.join(q.visit_filters)}: use "
+                          f"{', '.join(stats.HIT_FILTERS)}")
     return _envelope(q, **await _run(stats.realtime, services.store, q))

@@ -141,3 +141,29 @@ def test_consent_decides_who_receives_what(make_gateway, vendor):
         if path != "/marketing-only":
             assert event["event_id"] == events[path]["event_id"]
             assert event["event_time"] == events[path]["ms"] // 1000
+
+
+def test_fields_and_categories_limit_what_each_vendor_gets(make_gateway, vendor):
+    """A webhook limited to `fields = ["path"]` gets only that beside the event's identity; a GA4 vendor
+    of category `analytics` gets analytics-only visitors, with the ad signals DENIED."""
+    vendors = [
+        webhook("slim", f"{vendor.url}/slim", fields=["path"]),
+        {"name": "ga", "category": "analytics", "type": "ga4", "url": f"{vendor.url}/mp/collect",
+         "measurement_id": "G-A", "api_secret": "s"},
+    ]
+    gw = make_gateway(gateway=GATEWAY, sites={"demo": {"origins": [SITE_ORIGIN], "vendors": vendors}})
+    with gw.client() as c, gw.client() as c2:
+        analytics_only = grant(c, analytics=True, marketing=False)["token"]
+        send_hit(c, analytics_only, "/analytics-only")
+        send_hit(c2, grant(c2, analytics=True, marketing=True)["token"], "/everything")
+        vendor.wait_for(lambda v: len(v.accepted()) == 3)
+    gw.stop()
+    requests = vendor.requests()
+    assert len(requests) == 3
+    [slim] = [r.json() for r in requests if r.path == "/slim"]
+    assert set(slim["event"]) == {"event_id", "type", "name", "timestamp", "path"}
+    assert slim["event"]["path"] == "/everything"
+    signals = {r.json()["events"][0]["params"]["page_location"].removeprefix(SITE_ORIGIN): r.json()["consent"]
+               for r in requests if r.path == "/mp/collect"}
+    assert signals == {"/analytics-only": {"ad_user_data": "DENIED", "ad_personalization": "DENIED"},
+                       "/everything": {"ad_user_data": "GRANTED", "ad_personalization": "GRANTED"}}

@@ -16,9 +16,9 @@ def event_ids(requests) -> list[str]:
 
 
 def test_a_slow_vendor_does_not_slow_collect(make_gateway):
-    """Hits of site `slow` are forwarded to a vendor that takes 1.5 s per request (one at a time); hits of
+    """Hits of site `slow` are forwarded to a vendor that takes 3 s per request (one at a time); hits of
     site `plain` are not forwarded. Sent interleaved in one run, their collect latencies compare."""
-    delay = 1.5
+    delay = 3.0
     vendor = VendorServer(slow(delay)).start()
     try:
         gw = make_gateway(gateway=GATEWAY, sites={
@@ -66,10 +66,10 @@ def test_outage_retries_and_refusals(make_gateway):
             webhook("picky", f"{picky.url}/hook")]}})
         with gw.client() as c:
             visitor = grant(c, analytics=True, marketing=True)
+            outage_started = time.monotonic()
             for i in range(6):
                 send_hit(c, visitor["token"], f"/page-{i}")
             wait_until(lambda: metric(c, "consentgate_forward_breaker_open", vendor="down") == 1, what="breaker open")
-            outage_started = time.monotonic()
             time.sleep(1.5)  # the vendor stays down a while with the backlog waiting
             failed_while_down = metric(c, "consentgate_forward_failed_total", vendor="down", reason="connection")
             outage = time.monotonic() - outage_started
@@ -83,8 +83,9 @@ def test_outage_retries_and_refusals(make_gateway):
             assert metric(c, "consentgate_forward_failed_total", vendor="flaky", reason="http_500") == 3
             assert metric(c, "consentgate_forward_dropped_total", vendor="picky", reason="rejected") == 6
             assert metric(c, "consentgate_forward_sent_total", vendor="down") == 6
-        # The breaker kept a dead vendor from being hammered: a few probes, not a retry storm of 6 hits.
-        assert failed_while_down <= 3 + 2 * outage / 0.4 + 4, failed_while_down
+        # The breaker kept a dead vendor from being hammered: the attempts that open it (up to 4 at once),
+        # then about one probe per breaker_reset (0.4 s); not every queued hit retrying on its own backoff.
+        assert failed_while_down <= 3 + 4 + 2 * outage / 0.4, (failed_while_down, outage)
         time.sleep(1.0)  # several retry_max periods: a refused hit is never retried
         gw.stop()
         assert len(picky.requests()) == 6
@@ -95,7 +96,7 @@ def test_outage_retries_and_refusals(make_gateway):
         rows = gw.sql("SELECT vendor, status, count() AS n, sum(attempts) AS attempts FROM {db}.forwards "
                       "GROUP BY vendor, status ORDER BY vendor")
         assert rows[0] == {"vendor": "down", "status": "delivered", "n": 6, "attempts": rows[0]["attempts"]}
-        assert rows[0]["attempts"] == 6 + failed_attempts(gw, "down")
+        assert rows[0]["attempts"] >= 6 + failed_while_down  # every failed attempt is counted
         assert rows[1:] == [{"vendor": "flaky", "status": "delivered", "n": 6, "attempts": 9},
                             {"vendor": "picky", "status": "rejected", "n": 6, "attempts": 6}]
         refusals = [line for line in gw.logs().splitlines() if "rejected event" in line]
@@ -104,12 +105,6 @@ def test_outage_retries_and_refusals(make_gateway):
     finally:
         for server in (flaky, down, picky):
             server.stop()
-
-
-def failed_attempts(gw, vendor: str) -> int:
-    """Attempts a vendor failed, from the forwards rows' attempts (the metric is gone with the process)."""
-    rows = gw.sql(f"SELECT sum(attempts) - count() AS failed FROM {{db}}.forwards WHERE vendor = '{vendor}'")
-    return rows[0]["failed"]
 
 
 def test_restart_after_sigkill_delivers_the_rest_exactly_once(make_gateway):

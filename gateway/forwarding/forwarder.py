@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry
 
 from analytics.spool import SpoolReader, SpoolWriter
 from analytics.store import StoreUnavailable
@@ -29,7 +30,6 @@ from gateway.forwarding.retry import RetryPolicy
 from gateway.forwarding.vendors import build_vendor
 from gateway.forwarding.worker import VendorWorker
 from gateway.revocations import RevocationList
-from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("consentgate.forwarding")
 ExistingIds = Callable[[str, list[str]], set[str]]
@@ -54,10 +54,18 @@ class Forwarder:
                     spool.append, self.metrics, RetryPolicy.for_vendor(vendor_config), breaker))
                 self.metrics.watch(site.name, vendor_config.name, lambda o=outbox: o.depth,
                                    lambda b=breaker: float(b.opened_at is not None))
+        self._warn_orphaned_outboxes(config)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
+
+    def _warn_orphaned_outboxes(self, config: GatewayConfig) -> None:
+        known = {outbox.writer.folder for outbox in self.outboxes.values()}
+        for folder in (config.data_dir / "outbox").glob("*/*"):
+            if folder.is_dir() and folder not in known and any(folder.glob("*.jsonl")):
+                log.warning("outbox %s belongs to no configured vendor (renamed or removed?): its hits are not "
+                            "sent; restore the vendor's name to send them, or delete the folder", folder)
 
     def sink(self, hit: Hit) -> None:
         """Queues the hit for every vendor of the site whose category the visitor granted."""
@@ -79,8 +87,12 @@ class Forwarder:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Lets requests in flight finish (their outcomes are spooled); the rest waits in the outboxes."""
-        if self._thread is not None and self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None and self._thread.is_alive() and self._loop is not None \
+                and self._stopping is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop ended on its own meanwhile
+                pass
             self._thread.join(timeout)
         for outbox in self.outboxes.values():
             outbox.close()
@@ -89,9 +101,15 @@ class Forwarder:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._ready.set()
-        done = await self._outcomes_already_recorded()
-        if done is None:
-            return
+        try:
+            done = await self._outcomes_already_recorded()
+            if done is not None:
+                await self._send_until_stopped(done)
+        except Exception:  # noqa: BLE001 - say so loudly: hits now wait in the outboxes until a restart
+            log.exception("forwarding stopped by an unexpected error; queued hits stay in the outboxes")
+
+    async def _send_until_stopped(self, done: set[str]) -> None:
+        assert self._stopping is not None
         clients = [httpx.AsyncClient(timeout=w.vendor.config.timeout, follow_redirects=False,
                                      limits=httpx.Limits(max_connections=w.vendor.config.max_concurrency))
                    for w in self.workers]
@@ -106,7 +124,8 @@ class Forwarder:
         Waits for the store if it is down: sending before knowing could deliver a hit twice.
         None when the gateway stopped meanwhile."""
         assert self._stopping is not None
-        waiting = {r["delivery_id"] for outbox in self.outboxes.values() for r in outbox.reader.pending()}
+        waiting = {r.get("delivery_id") for outbox in self.outboxes.values() for r in outbox.reader.pending()}
+        waiting.discard(None)
         if not waiting:
             return set()
         # The spool first, then the store: a row the batch writer moves in between is found in the store.

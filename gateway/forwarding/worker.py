@@ -21,7 +21,7 @@ from gateway.forwarding.breaker import CircuitBreaker
 from gateway.forwarding.metrics import ForwardMetrics
 from gateway.forwarding.outbox import Batch, CommitTracker, Delivery, Outbox
 from gateway.forwarding.retry import RetryPolicy, is_retryable
-from gateway.forwarding.vendors import Vendor
+from gateway.forwarding.vendors import Vendor, VendorRequest
 from gateway.revocations import RevocationList
 
 log = logging.getLogger("consentgate.forwarding")
@@ -68,9 +68,9 @@ class VendorWorker:
             cursor = after
             batch = self.tracker.add(after, len(records))
             for record in records:
-                delivery = Delivery.from_record(record)
-                if delivery.delivery_id in already_done:  # its outcome was spooled before a crash
-                    already_done.discard(delivery.delivery_id)
+                delivery = self._readable(record)
+                if delivery is None or delivery.delivery_id in already_done:  # its outcome was spooled before a crash
+                    already_done.discard(delivery.delivery_id if delivery else "")
                     self.outbox.finished()
                     self.tracker.close_one(batch)
                     continue
@@ -80,6 +80,13 @@ class VendorWorker:
         if tasks:
             await asyncio.wait(tasks)
         self._commit()
+
+    def _readable(self, record: dict[str, Any]) -> Delivery | None:
+        try:
+            return Delivery.from_record(record)
+        except (KeyError, TypeError):
+            log.error("the outbox of %s (site %s) holds a record it cannot read: skipped", self.vendor.name, self.site)
+            return None
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the gateway stops."""
@@ -100,10 +107,11 @@ class VendorWorker:
                         return self._finish(delivery, batch, "withdrawn", attempts)
                     if time.time() - delivery.event["timestamp"] > self.retry.give_up_after:
                         return self._finish(delivery, batch, "expired", attempts)
+                    request = self.vendor.build(delivery, time.time())  # before the breaker: may raise
                     wait = self.breaker.acquire()
                     if wait == 0:
                         attempts += 1
-                        outcome = await self._send(delivery, attempts)
+                        outcome = await self._send(request, delivery, attempts)
                         if outcome != "retry":
                             return self._finish(delivery, batch, outcome, attempts)
                         wait = self.retry.delay(attempts)
@@ -113,10 +121,9 @@ class VendorWorker:
                       type(exc).__name__)
             self._finish(delivery, batch, "error", attempts)
 
-    async def _send(self, delivery: Delivery, attempts: int) -> str:
+    async def _send(self, request: VendorRequest, delivery: Delivery, attempts: int) -> str:
         """One attempt: 'delivered', 'rejected' or 'retry'."""
         assert self._client is not None
-        request = self.vendor.build(delivery, time.time())
         labels = (self.site, self.vendor.name)
         if attempts > 1:
             self.metrics.retried.labels(*labels).inc()

@@ -15,22 +15,22 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from harness import UA_CHROME, GatewayProcess, free_port
-from testsite import CHROMIUM, CHROMIUM_ARGS, DESKTOP, TestSite, Visit, handler, start_gateway
+from testsite import CHROMIUM, CHROMIUM_ARGS, DESKTOP, EmbeddingSite, Visit, handler, start_gateway
 
 
 @pytest.fixture(scope="session")
-def site() -> Iterator[TestSite]:
-    test_site = TestSite(port=free_port())
-    server = ThreadingHTTPServer(("127.0.0.1", test_site.port), handler(test_site))
+def site() -> Iterator[EmbeddingSite]:
+    embedding_site = EmbeddingSite(port=free_port())
+    server = ThreadingHTTPServer(("127.0.0.1", embedding_site.port), handler(embedding_site))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield test_site
+    yield embedding_site
     server.shutdown()
     server.server_close()
 
 
 @pytest.fixture(scope="module")
-def gw(site: TestSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gw(site: EmbeddingSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway per test module, serving the banner for the test site's origin."""
     process = start_gateway(tmp_path_factory.mktemp("browser-gw"), site)
     yield process

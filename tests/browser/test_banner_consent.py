@@ -63,6 +63,10 @@ def test_first_visit_shows_the_banner_and_leaves_the_page_usable(gw, site, visit
         ["cg-necessary", True, True], ["cg-preferences", False, False],
         ["cg-analytics", False, False], ["cg-marketing", False, False]]
     assert "_ga_*" in v.settings_layer().inner_text() and "Voorbeeld CRM" in v.settings_layer().inner_text()
+    # A click beside the settings goes back to the first layer, deciding nothing.
+    v.page.mouse.click(5, 5)
+    v.banner().wait_for(state="visible")
+    assert v.settings_layer().is_hidden() and consent_posts(v) == []
 
 
 def test_reject_runs_no_gated_script_and_sends_no_page_view(gw, site, visit):
@@ -320,3 +324,45 @@ def test_text_contrast_meets_wcag_aa(gw, site, visit):
     assert len(ratios) > 10
     low = {k: round(r, 2) for k, r in ratios.items() if r < 4.5}
     assert not low, f"below WCAG AA 4.5:1: {low}"
+
+
+def test_hidden_reopen_control_leaves_it_to_the_site_link(gw, site, visit, tmp_path):
+    own = start_gateway(tmp_path, site, reopen_position="hidden")
+    try:
+        v = visit()
+        v.page.goto(site.url("/"))
+        v.click_and_wait_consent("Weigeren")
+        assert v.page.locator(".cg-reopen").is_hidden() and v.banner().is_hidden()
+        v.page.evaluate("window.ConsentGate.show()")  # what the site's own "Cookie settings" link calls
+        v.banner().wait_for(state="visible")
+        assert v.page.evaluate("!!document.activeElement.closest('.cg-banner')")
+    finally:
+        site.gateway = gw.url
+        own.kill()
+
+
+def test_a_withdrawal_the_gateway_missed_still_holds_and_asks_again(gw, site, visit, tmp_path):
+    (tmp_path / "first").mkdir()
+    first = start_gateway(tmp_path / "first", site)
+    try:
+        v = visit()
+        v.page.goto(site.url("/"))
+        v.click_and_wait_consent("Accepteren")
+        v.wait_for_collects(1)
+        first.kill()  # the gateway goes away while the page is open
+        v.page.get_by_role("button", name="Cookie-instellingen").click()
+        v.banner().get_by_role("button", name="Weigeren").click()
+        v.page.wait_for_function("window.ConsentGate.getConsent().analytics === false")
+        assert v.page.evaluate("document.cookie") == ""  # withdrawn on this page at once
+        (tmp_path / "second").mkdir()
+        second = start_gateway(tmp_path / "second", site)
+        try:
+            v.page.reload()
+            v.banner().wait_for(state="visible")  # the old acceptance does not come back
+            v.settle()
+            assert v.page.evaluate(GATED) == [None, None, None] and len(v.collects()) == 1
+        finally:
+            second.kill()
+    finally:
+        site.gateway = gw.url
+        first.kill()

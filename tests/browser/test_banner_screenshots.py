@@ -30,7 +30,6 @@ def test_both_layers_fit_the_screen(gw, site, visit, tmp_path, lang, device):
     v.page.goto(site.url(f"/?lang={lang}"))
     banner = v.banner()
     banner.wait_for(state="visible")
-    v.page.locator("body").click(position={"x": 5, "y": 300})  # a visitor's first tap; focus ring off
     assert banner.get_by_role("heading").inner_text() == texts["title"]
     box = banner.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import BrowserContext, Page, Request, Response
+from playwright.sync_api import BrowserContext, Locator, Page, Request, Response
 
 from harness import GatewayProcess, write_config
 
@@ -49,7 +49,7 @@ CSP_PROBE = ('<script nonce="{n}">window.cspViolations = []; document.addEventLi
 
 
 @dataclass
-class TestSite:
+class EmbeddingSite:
     """The embedding website: every path is a page with the banner tag and gated scripts.
     Query: ?lang=xx sets <html lang>, ?csp=1 serves it under a strict Content-Security-Policy."""
 
@@ -82,7 +82,7 @@ class TestSite:
         return body, headers
 
 
-def handler(site: TestSite) -> type[BaseHTTPRequestHandler]:
+def handler(site: EmbeddingSite) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
@@ -112,7 +112,7 @@ def handler(site: TestSite) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def site_config(site: TestSite, **overrides: Any) -> dict[str, Any]:
+def site_config(site: EmbeddingSite, **overrides: Any) -> dict[str, Any]:
     """The demo site as a site owner would configure it for this test site."""
     return {
         "origins": [site.origin],
@@ -127,7 +127,7 @@ def site_config(site: TestSite, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def start_gateway(folder: Any, site: TestSite, **overrides: Any) -> GatewayProcess:
+def start_gateway(folder: Any, site: EmbeddingSite, **overrides: Any) -> GatewayProcess:
     gw = GatewayProcess(write_config(folder, sites={site.site: site_config(site, **overrides)}), folder).start()
     site.gateway = gw.url
     return gw
@@ -141,6 +141,7 @@ class Visit:
     page: Page
     requests: list[Request] = field(default_factory=list)
     collect_results: list[str] = field(default_factory=list)  # X-Consentgate-Result of each page view
+    storage_key: str = "consentgate:demo"  # where the banner keeps the site's decision
 
     def on_request(self, request: Request) -> None:
         if "/s/" in request.url:
@@ -153,17 +154,21 @@ class Visit:
     def collects(self) -> list[Request]:
         return [r for r in self.requests if r.url.endswith("/collect")]
 
-    def banner(self) -> Any:
+    def banner(self) -> Locator:
         return self.page.locator(".cg-banner")
 
-    def settings_layer(self) -> Any:
+    def settings_layer(self) -> Locator:
         return self.page.locator(".cg-panel")
 
     def click_and_wait_consent(self, name: str, scope: str = ".cg-banner") -> dict[str, Any]:
-        """Clicks a banner button and returns the gateway's answer to the consent POST."""
+        """Clicks a banner button and returns the gateway's answer to the consent POST,
+        once the banner has stored and applied it."""
         with self.page.expect_response(lambda r: r.url.endswith("/consent") and r.request.method == "POST") as answer:
             self.page.locator(scope).get_by_role("button", name=name, exact=True).click()
-        return answer.value.json()
+        decision = answer.value.json()
+        self.page.wait_for_function("([key, token]) => (JSON.parse(localStorage.getItem(key)) || {}).token === token",
+                                    arg=[self.storage_key, decision["token"]])
+        return decision
 
     def wait_for_collects(self, count: int, timeout: float = 5000) -> None:
         waited = 0.0

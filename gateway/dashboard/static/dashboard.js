@@ -220,7 +220,7 @@
 
   async function loadRealtime() {
     if (!state.site || document.hidden) return;
-    try { const rt = await api(`${site()}/realtime`, state.filters); $("realtime-count").textContent = fmt.format(rt.visitors); }
+    try { const rt = await api(`${site()}/realtime`); $("realtime-count").textContent = fmt.format(rt.visitors); }
     catch (e) { /* the next poll tries again */ }
   }
 
