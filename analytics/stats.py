@@ -6,7 +6,8 @@ and rounds ratios.
 
 Definitions (also in docs/stats.md):
 - a visit is a run of one visitor's hits with no gap over 30 minutes, inside the range;
-- visitors = distinct `visitor_id`; bounce = a visit with at most one pageview;
+- visitors = distinct `visitor_id` (counted by its 64-bit hash `visitor_hash`: exact unless two ids
+  collide, odds below 1e-7 at a million visitors); bounce = a visit with at most one pageview;
   visit duration = last hit - first hit of a visit, averaged over visits;
 - hit filters (page, event name, country, browser, os, device) keep the visits that hold
   a matching hit and count only matching pageviews; visit filters (referrer_host, source,
@@ -111,52 +112,62 @@ def _hit_match(q: StatsQuery, column: dict[str, str] | None = None) -> str:
     return " AND ".join(conds) if conds else "1"
 
 
-# Per hit: its visit number `sn` and the visit's first-hit attributes (entry page, referrer, UTM).
-# Hits of one visitor are sorted in an array; a gap over 30 minutes starts a new visit.
-_HIT_FIELDS = ("t", "pv", "path", "name", "hm", "referrer_host", "utm_source", "utm_medium", "utm_campaign",
-               "browser", "os", "device", "country")
+VISIT_ATTRS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign")  # recorded on a visit's first hit
+SOURCE = source_sql("referrer_host", "utm_source", "utm_medium")
 
 
-def _session_hits(q: StatsQuery) -> str:
-    """SQL of one row per hit in range, with visit number and visit-level columns (prefix `v_`)."""
-    h = {name: f"h.{i + 1}" for i, name in enumerate(_HIT_FIELDS)}
-    first = {name: f"hs[indexOf(sn_all, sn)].{i + 1}" for i, name in enumerate(_HIT_FIELDS)}
+def _hits_with_visits(q: StatsQuery, fields: tuple[str, ...], first_fields: tuple[str, ...] = ()) -> str:
+    """SQL of one row per hit in range: `visitor`, visit number `sn`, `t` (ms), `pv`, `hm` (matches the
+    hit filters), `x_<name>` for the `fields` asked for, and `v_<name>` for the visit's first hit's `first_fields`.
+    A visitor's hits are sorted in one array; a gap over 30 minutes starts a new visit. Only the
+    columns a query needs go into the arrays: their width is what this costs."""
+    carried = tuple(dict.fromkeys(fields + first_fields))
+    tuple_sql = ", ".join(["toUnixTimestamp64Milli(timestamp)", "toUInt8(type = 'pageview')",
+                           f"toUInt8({_hit_match(q)})", *carried])
+    at = {name: i + 4 for i, name in enumerate(carried)}
+    columns = [f"h.{at[f]} AS x_{f}" for f in fields]
+    columns += [f"hs[indexOf(sn_all, sn)].{at[f]} AS v_{f}" for f in first_fields]
     return f"""
-        SELECT visitor_id, sn, {h['t']} AS t, {h['pv']} AS pv, {h['path']} AS path, {h['name']} AS name,
-               {h['hm']} AS hm, {h['browser']} AS browser, {h['os']} AS os, {h['device']} AS device,
-               {h['country']} AS country,
-               {first['referrer_host']} AS v_referrer_host, {first['utm_source']} AS v_utm_source,
-               {first['utm_medium']} AS v_utm_medium, {first['utm_campaign']} AS v_utm_campaign,
-               {source_sql(first['referrer_host'], first['utm_source'], first['utm_medium'])} AS v_source
+        SELECT visitor, sn, h.1 AS t, h.2 AS pv, h.3 AS hm{"".join(", " + c for c in columns)}
         FROM (
-            SELECT visitor_id,
-                   arraySort(x -> x.1, groupArray((toUnixTimestamp64Milli(timestamp), toUInt8(type = 'pageview'),
-                       path, name, toUInt8({_hit_match(q)}), referrer_host, utm_source, utm_medium, utm_campaign,
-                       browser, os, device, country))) AS hs,
+            SELECT visitor_hash AS visitor, arraySort(x -> x.1, groupArray(({tuple_sql}))) AS hs,
                    arrayCumSum(arrayMap(i -> toUInt32(i = 1 OR hs[i].1 - hs[i - 1].1 > {VISIT_GAP_MS}),
                                         arrayEnumerate(hs))) AS sn_all
             FROM {{db}}.events WHERE {RANGE}
-            GROUP BY visitor_id
+            GROUP BY visitor
         ) ARRAY JOIN hs AS h, sn_all AS sn"""
 
 
-def _visit_match(q: StatsQuery) -> str:
-    conds = [f"v_{k} = {{f_{k}:String}}" for k in q.visit_filters]
+def _filtered_attrs(q: StatsQuery) -> tuple[str, ...]:
+    """The visit attributes the visit filters look at (a source is made of three)."""
+    return tuple(a for a in VISIT_ATTRS if a in q.visit_filters or ("source" in q.visit_filters and a != "utm_campaign"))
+
+
+def _visit_match(q: StatsQuery, prefix: str = "") -> str:
+    """The visit filters over the visit's attributes, named `<prefix>referrer_host` etc."""
+    conds = []
+    for k in q.visit_filters:
+        column = source_sql(*(prefix + a for a in VISIT_ATTRS[:3])) if k == "source" else prefix + k
+        conds.append(f"{column} = {{f_{k}:String}}")
     return " AND ".join(conds) if conds else "1"
 
 
-def _visits(q: StatsQuery, extra: str = "") -> str:
-    """SQL of one row per visit that matches the filters."""
+def _visits(q: StatsQuery, pages: bool = False, attrs: bool = False) -> str:
+    """SQL of one row per visit that matches the filters: visitor, started/ended (ms), pageviews,
+    matched pageviews, and if asked its entry/exit page and its first hit's referrer and UTM tags."""
+    attrs = attrs or bool(q.visit_filters)
+    fields = (("path",) if pages else ()) + (VISIT_ATTRS if attrs else ())
+    extra = ""
+    if pages:
+        extra += ", argMinIf(x_path, t, pv = 1) AS entry_page, argMaxIf(x_path, t, pv = 1) AS exit_page"
+    if attrs:
+        extra += "".join(f", argMin(x_{a}, t) AS {a}" for a in VISIT_ATTRS) + f", {SOURCE} AS source"
     return f"""
-        SELECT visitor_id, sn, min(t) AS started, max(t) AS ended, countIf(pv = 1) AS visit_pageviews,
-               countIf(pv = 1 AND hm = 1) AS matched_pageviews,
-               argMinIf(path, t, pv = 1) AS entry_page, argMaxIf(path, t, pv = 1) AS exit_page,
-               any(v_referrer_host) AS referrer_host, any(v_source) AS source, any(v_utm_source) AS utm_source,
-               any(v_utm_medium) AS utm_medium, any(v_utm_campaign) AS utm_campaign{extra}
-        FROM ({_session_hits(q)})
-        WHERE {_visit_match(q)}
-        GROUP BY visitor_id, sn
-        HAVING max(hm) = 1"""
+        SELECT visitor, sn, min(t) AS started, max(t) AS ended, countIf(pv = 1) AS visit_pageviews,
+               countIf(pv = 1 AND hm = 1) AS matched_pageviews{extra}
+        FROM ({_hits_with_visits(q, fields)})
+        GROUP BY visitor, sn
+        HAVING max(hm) = 1 AND {_visit_match(q)}"""
 
 
 def _ratio(a: float, b: float, digits: int = 2) -> float:
@@ -165,7 +176,7 @@ def _ratio(a: float, b: float, digits: int = 2) -> float:
 
 def _summary_of(store: Store, q: StatsQuery) -> dict[str, Any]:
     row = store.query_dicts(f"""
-        SELECT uniqExact(visitor_id) AS visitors, count() AS visits, sum(matched_pageviews) AS pageviews,
+        SELECT uniqExact(visitor) AS visitors, count() AS visits, sum(matched_pageviews) AS pageviews,
                countIf(visit_pageviews <= 1) AS bounces, sum(ended - started) AS duration_ms
         FROM ({_visits(q)})""", q.params())[0]
     visits = int(row["visits"])
@@ -222,11 +233,12 @@ def timeseries(store: Store, q: StatsQuery, interval: str = "day") -> list[dict[
     """Visitors and pageviews per bucket, zero-filled."""
     bucket = INTERVALS[interval]
     if q.visit_filters:  # visit-level filters need the visit of every hit
+        hits = _hits_with_visits(q, (), _filtered_attrs(q))
         sql = f"""SELECT {bucket.replace('timestamp', 'fromUnixTimestamp64Milli(t)')} AS bucket,
-                         uniqExact(visitor_id) AS visitors, countIf(pv = 1) AS pageviews
-                  FROM ({_session_hits(q)}) WHERE hm = 1 AND {_visit_match(q)} GROUP BY bucket"""
+                         uniqExact(visitor) AS visitors, countIf(pv = 1) AS pageviews
+                  FROM ({hits}) WHERE hm = 1 AND {_visit_match(q, "v_")} GROUP BY bucket"""
     else:
-        sql = f"""SELECT {bucket} AS bucket, uniqExact(visitor_id) AS visitors, countIf(type = 'pageview') AS pageviews
+        sql = f"""SELECT {bucket} AS bucket, uniqExact(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
                   FROM {{db}}.events WHERE {RANGE} AND {_hit_match(q)} GROUP BY bucket"""
     found = {r["bucket"]: r for r in store.query_dicts(sql, q.params())}
     return [{"bucket": label, "visitors": int(found.get(label, {}).get("visitors", 0)),
@@ -267,21 +279,24 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10) -> l
         skip = {"entry_page": "entry_page != ''", "exit_page": "exit_page != ''",
                 "utm_source": "utm_source != ''", "utm_medium": "utm_medium != ''",
                 "utm_campaign": "utm_campaign != ''", "referrer_host": "referrer_host != ''"}.get(dimension, "1")
-        sql = f"""SELECT {column} AS value, uniqExact(visitor_id) AS visitors, count() AS visits,
+        pages = dimension in ("entry_page", "exit_page")
+        sql = f"""SELECT {column} AS value, uniqExact(visitor) AS visitors, count() AS visits,
                          sum(matched_pageviews) AS pageviews
-                  FROM ({_visits(q)}) WHERE {skip}
+                  FROM ({_visits(q, pages=pages, attrs=not pages)}) WHERE {skip}
                   GROUP BY value ORDER BY visitors DESC, visits DESC, value LIMIT {{limit:UInt32}}"""
         return [{"value": r["value"], "visitors": int(r["visitors"]), "visits": int(r["visits"]),
                  "pageviews": int(r["pageviews"])} for r in store.query_dicts(sql, params)]
     kind = "event" if dimension == "event" else "pageview"
     if q.visit_filters:
-        source = f"({_session_hits(q)})"
-        where = f"hm = 1 AND {_visit_match(q)} AND pv = {int(kind == 'pageview')}"
+        source = f"({_hits_with_visits(q, (column,), _filtered_attrs(q))})"
+        where = f"hm = 1 AND {_visit_match(q, 'v_')} AND pv = {int(kind == 'pageview')}"
+        column, visitor = f"x_{column}", "visitor"
     else:
         source = "{db}.events"
         where = f"{RANGE} AND {_hit_match(q)} AND type = '{kind}'"
+        visitor = "visitor_hash"
     counted = "events" if kind == "event" else "pageviews"
-    sql = f"""SELECT {column} AS value, uniqExact(visitor_id) AS visitors, count() AS {counted}
+    sql = f"""SELECT {column} AS value, uniqExact({visitor}) AS visitors, count() AS {counted}
               FROM {source} WHERE {where}
               GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
     return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}
@@ -331,9 +346,9 @@ def realtime(store: Store, q: StatsQuery, limit: int = 10) -> dict[str, Any]:
     """Visitors and pageviews in the last 5 minutes and the pages they are on."""
     params = {**q.params(), "seconds": REALTIME_SECONDS, "limit": limit}
     recent = f"site = {{site:String}} AND timestamp >= now64(3) - INTERVAL {{seconds:UInt32}} SECOND AND {_hit_match(q)}"
-    totals = store.query_dicts(f"""SELECT uniqExact(visitor_id) AS visitors, countIf(type = 'pageview') AS pageviews
+    totals = store.query_dicts(f"""SELECT uniqExact(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
                                    FROM {{db}}.events WHERE {recent}""", params)[0]
-    pages = store.query_dicts(f"""SELECT path AS value, uniqExact(visitor_id) AS visitors, count() AS pageviews
+    pages = store.query_dicts(f"""SELECT path AS value, uniqExact(visitor_hash) AS visitors, count() AS pageviews
                                   FROM {{db}}.events WHERE {recent} AND type = 'pageview'
                                   GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}""",
                               params)

@@ -1,0 +1,139 @@
+"""Speed of the stats API on the embedded store with generated traffic (not a test: figures to read).
+
+    .venv/bin/python bench/stats_bench.py                     # 10M events over 90 days, site "bench"
+    .venv/bin/python bench/stats_bench.py --events 1000000 --store /tmp/cg-bench-1m
+
+The store is generated once (INSERT ... SELECT in ClickHouse, ~30 s for 10M rows) and
+reused while it holds the asked number of events. Every call goes through the real
+Starlette app in-process (auth, parsing, SQL, JSON), like the dashboard's fetches; the
+"dashboard page" figure runs all of the page's calls at once, as the browser does.
+Targets (issue 4): summary and timeseries for 30 days <= 150 ms, each breakdown <= 300 ms,
+the whole dashboard page <= 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analytics.stats_traffic import generate_traffic  # noqa: E402
+from gateway.app import create_app  # noqa: E402
+from gateway.config import parse_config  # noqa: E402
+
+SITE = "bench"
+TOKEN = "bench-token"
+TZ = "Europe/Amsterdam"
+TARGETS_MS = {"summary": 150, "timeseries": 150, "breakdown": 300, "dashboard page": 1000}
+DASHBOARD_BREAKDOWNS = ("page", "source", "country", "browser", "event")
+
+
+def build_app(store_path: Path):
+    config = parse_config({
+        "gateway": {"secret_key": "bench-secret-key-0123456789", "store": f"chdb://{store_path}", "stats_tokens": [TOKEN]},
+        "sites": {SITE: {"origins": ["https://www.example.com"], "timezone": TZ}},
+    }, store_path.parent)
+    return create_app(config)
+
+
+def ensure_data(app, events: int, days: int) -> None:
+    store = app.state.services.store
+    store.migrate()
+    have = store.query_value("SELECT count() FROM {db}.events WHERE site = {s:String}", {"s": SITE}) or 0
+    if have == events:
+        print(f"store holds {have:,} events of site {SITE!r}: reusing it", file=sys.stderr)
+        return
+    if have:
+        store.command("TRUNCATE TABLE {db}.events")
+        store.command("TRUNCATE TABLE {db}.consents")
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  generating {done:,}/{total:,} events ({time.monotonic() - started:.0f} s)", end="", file=sys.stderr,
+              flush=True)
+
+    generate_traffic(store, SITE, events, days, tz=TZ, progress=progress)
+    print(f"\n  generated in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+async def timed(client: httpx.AsyncClient, path: str, params: dict[str, str]) -> float:
+    started = time.perf_counter()
+    r = await client.get(path, params=params)
+    r.raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+async def run(app, repeat: int) -> dict[str, list[float]]:
+    today = datetime.now(ZoneInfo(TZ)).date()
+    rng = {"from": str(today - timedelta(days=29)), "to": str(today)}
+    prev = {"from": str(today - timedelta(days=59)), "to": str(today - timedelta(days=30))}
+    base = f"/api/stats/{SITE}"
+    calls: dict[str, tuple[str, dict[str, str]]] = {
+        "summary": (f"{base}/summary", rng),
+        "timeseries": (f"{base}/timeseries", {**rng, "interval": "day"}),
+        **{f"breakdown/{d}": (f"{base}/breakdown/{d}", {**rng, "limit": "10"}) for d in
+           ("page", "entry_page", "exit_page", "source", "referrer_host", "utm_campaign", "browser", "os", "device",
+            "country", "event")},
+        "consent": (f"{base}/consent", rng),
+        "realtime": (f"{base}/realtime", {}),
+        "summary, filtered by source": (f"{base}/summary", {**rng, "source": "search"}),
+        "summary, filtered by page": (f"{base}/summary", {**rng, "page": "/pricing"}),
+    }
+    page_calls = [calls["summary"], calls["timeseries"], (f"{base}/timeseries", {**prev, "interval": "day"}),
+                  calls["consent"], calls["realtime"], *(calls[f"breakdown/{d}"] for d in DASHBOARD_BREAKDOWNS)]
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    times["dashboard page"] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
+        await timed(client, *calls["summary"])  # warm-up: first query loads marks and caches
+        for i in range(repeat):
+            for name, (path, params) in calls.items():
+                times[name].append(await timed(client, path, params))
+            started = time.perf_counter()
+            await asyncio.gather(*(timed(client, p, q) for p, q in page_calls))
+            times["dashboard page"].append((time.perf_counter() - started) * 1000)
+            print(f"  round {i + 1}/{repeat} done", file=sys.stderr)
+    return times
+
+
+def target_of(name: str) -> int | None:
+    if name.startswith("breakdown/"):
+        return TARGETS_MS["breakdown"]
+    return TARGETS_MS.get(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default="/tmp/consentgate-bench-store", help="chDB folder (made if missing)")
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    app = build_app(Path(args.store).resolve())
+    ensure_data(app, args.events, args.days)
+    times = asyncio.run(run(app, args.repeat))
+    print(f"\n{args.events:,} events over {args.days} days, one site, last 30 days asked; "
+          f"ms over {args.repeat} rounds (median / best)")
+    print(f"{'call':34s} {'median':>8s} {'best':>8s} {'target':>8s}")
+    for name, values in times.items():
+        target = target_of(name)
+        median = statistics.median(values)
+        verdict = "" if target is None else ("ok" if median <= target else "MISSED")
+        print(f"{name:34s} {median:8.0f} {min(values):8.0f} {target or '':>8} {verdict}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: statistics.median(v) for k, v in times.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
