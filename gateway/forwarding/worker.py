@@ -27,7 +27,7 @@ from gateway.revocations import RevocationList
 log = logging.getLogger("consentgate.forwarding")
 MAX_IN_FLIGHT = 1000
 READ_BATCH = 100
-IDLE_POLL = 0.05  # seconds between looks at an idle outbox
+IDLE_POLL = 0.05  # seconds between looks at an idle outbox's wakeup flag
 
 
 class VendorWorker:
@@ -63,7 +63,12 @@ class VendorWorker:
                 continue
             records, after = self.outbox.reader.read(min(room, READ_BATCH), cursor)
             if after == cursor:
-                await self._pause(IDLE_POLL)
+                # Idle: look at the files again only once the sink appended something.
+                appended = self.outbox.writer.wakeup
+                while not appended.is_set() and not stopping.is_set():
+                    await self._pause(IDLE_POLL)
+                    self._commit()  # deliveries in flight keep finishing
+                appended.clear()  # before the next read: an append after it sets it again
                 continue
             cursor = after
             batch = self.tracker.add(after, len(records))
