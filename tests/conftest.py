@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import GatewayProcess, write_config  # noqa: E402
+from harness import CHROMIUM, CHROMIUM_ARGS, GatewayProcess, write_config  # noqa: E402
 
 
 @pytest.fixture
@@ -39,3 +39,14 @@ def module_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
     }), folder).start()
     yield gw
     gw.kill()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """One Chromium for the whole run: Playwright's sync API allows one instance per process."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

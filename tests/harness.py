@@ -24,6 +24,10 @@ SECRET = "test-secret-key-0123456789abcdef"
 UA_CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36")
 SITE_ORIGIN = "https://www.example.com"
+# Debian's Chromium (scripts/setup installs it); Playwright's own browser download does not work here.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
 
 
 def free_port() -> int:

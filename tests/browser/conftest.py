@@ -12,10 +12,10 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext
 
 from harness import UA_CHROME, GatewayProcess, free_port
-from testsite import CHROMIUM, CHROMIUM_ARGS, DESKTOP, EmbeddingSite, Visit, handler, start_gateway
+from testsite import DESKTOP, EmbeddingSite, Visit, handler, start_gateway
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +36,6 @@ def gw(site: EmbeddingSite, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     yield process
     process.kill()
 
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -9,11 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import BrowserContext, Locator, Page, Request, Response
 
-from harness import GatewayProcess, write_config
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+from harness import CHROMIUM, CHROMIUM_ARGS, GatewayProcess, write_config  # noqa: F401 - re-exported for bench/
 DESKTOP = {"width": 1280, "height": 800}
 MOBILE = {"width": 390, "height": 844}
 CSP_NONCE = "cg-test-nonce-4f1d"
