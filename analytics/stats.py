@@ -15,7 +15,6 @@ Definitions (also in docs/stats.md):
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -26,7 +25,7 @@ from analytics.store import Store
 VISIT_GAP_MS = 30 * 60 * 1000
 REALTIME_SECONDS = 5 * 60
 
-# Filter name -> SQL over a hit (the per-hit tuple fields of `_SESSION_HITS`, or `events` columns).
+# Hit filter name -> the `events` column it compares.
 HIT_FILTERS = {"page": "path", "event": "name", "country": "country", "browser": "browser",
                "os": "os", "device": "device"}
 VISIT_FILTERS = ("referrer_host", "source", "utm_source", "utm_medium", "utm_campaign")
@@ -53,7 +52,10 @@ def _host_in(column: str, hosts: tuple[str, ...]) -> str:
 
 def source_sql(host: str, utm_source: str, utm_medium: str) -> str:
     """The marketing channel of a visit from its referrer host and UTM tags."""
-    return (f"multiIf(lower({utm_medium}) IN {PAID_MEDIUMS}, 'paid', "
+    # Most hits carry neither referrer nor UTM tags: answer those first, so the host tests
+    # below run (short-circuit) only on the few that do.
+    return (f"multiIf({host} = '' AND {utm_source} = '' AND {utm_medium} = '', 'direct', "
+            f"lower({utm_medium}) IN {PAID_MEDIUMS}, 'paid', "
             f"lower({utm_medium}) IN ('email', 'e-mail', 'newsletter') OR lower({utm_source}) = 'newsletter', 'email', "
             f"{_host_in(host, SEARCH_HOSTS)}, 'search', "
             f"{_host_in(host, SOCIAL_HOSTS)} OR lower({utm_medium}) = 'social', 'social', "
@@ -107,103 +109,79 @@ RANGE = ("site = {site:String} AND timestamp >= toDateTime64({lo:DateTime64(3)},
          "AND timestamp < toDateTime64({hi:DateTime64(3)}, 3, 'UTC')")
 
 
-def _hit_match(q: StatsQuery, column: dict[str, str] | None = None) -> str:
-    column = column or HIT_FILTERS
-    conds = [f"{column[k]} = {{f_{k}:String}}" for k in q.hit_filters]
+def _hit_match(q: StatsQuery) -> str:
+    conds = [f"{HIT_FILTERS[k]} = {{f_{k}:String}}" for k in q.hit_filters]
     return " AND ".join(conds) if conds else "1"
 
 
-VISIT_ATTRS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign")  # recorded on a visit's first hit
 SOURCE = source_sql("referrer_host", "utm_source", "utm_medium")
 
 
-def _hits_with_visits(q: StatsQuery, fields: tuple[str, ...], first_fields: tuple[str, ...] = ()) -> str:
-    """SQL of one row per hit in range: `visitor`, visit number `sn`, `t` (ms), `pv`, `hm` (matches the
-    hit filters), `x_<name>` for the `fields` asked for, and `v_<name>` for the visit's first hit's `first_fields`.
-    A visitor's hits are sorted in one array; a gap over 30 minutes starts a new visit. Only the
-    columns a query needs go into the arrays: their width is what this costs."""
-    carried = tuple(dict.fromkeys(fields + first_fields))
-    tuple_sql = ", ".join(["toUnixTimestamp64Milli(timestamp)", "toUInt8(type = 'pageview')",
-                           f"toUInt8({_hit_match(q)})", *carried])
-    at = {name: i + 4 for i, name in enumerate(carried)}
-    columns = [f"h.{at[f]} AS x_{f}" for f in fields]
-    columns += [f"hs[indexOf(sn_all, sn)].{at[f]} AS v_{f}" for f in first_fields]
-    return f"""
-        SELECT visitor, sn, h.1 AS t, h.2 AS pv, h.3 AS hm{"".join(", " + c for c in columns)}
-        FROM (
-            SELECT visitor_hash AS visitor, arraySort(x -> x.1, groupArray(({tuple_sql}))) AS hs,
-                   arrayCumSum(arrayMap(i -> toUInt32(i = 1 OR hs[i].1 - hs[i - 1].1 > {VISIT_GAP_MS}),
-                                        arrayEnumerate(hs))) AS sn_all
-            FROM {{db}}.events WHERE {RANGE}
-            GROUP BY visitor
-        ) ARRAY JOIN hs AS h, sn_all AS sn"""
-
-
-def _filtered_attrs(q: StatsQuery) -> tuple[str, ...]:
-    """The visit attributes the visit filters look at (a source is made of three)."""
-    return tuple(a for a in VISIT_ATTRS if a in q.visit_filters or ("source" in q.visit_filters and a != "utm_campaign"))
-
-
-def _visit_match(q: StatsQuery, prefix: str = "") -> str:
-    """The visit filters over the visit's attributes, named `<prefix>referrer_host` etc."""
-    conds = []
-    for k in q.visit_filters:
-        column = source_sql(*(prefix + a for a in VISIT_ATTRS[:3])) if k == "source" else prefix + k
-        conds.append(f"{column} = {{f_{k}:String}}")
+def _visit_match(q: StatsQuery) -> str:
+    """The visit filters, over a hit's own referrer and UTM columns (a visit is judged by its first hit)."""
+    conds = [f"{SOURCE if k == 'source' else k} = {{f_{k}:String}}" for k in q.visit_filters]
     return " AND ".join(conds) if conds else "1"
-
-
-def _visits(q: StatsQuery, pages: bool = False, attrs: bool = False) -> str:
-    """SQL of one row per visit that matches the filters: visitor, started/ended (ms), pageviews,
-    matched pageviews, and if asked its entry/exit page and its first hit's referrer and UTM tags."""
-    attrs = attrs or bool(q.visit_filters)
-    fields = (("path",) if pages else ()) + (VISIT_ATTRS if attrs else ())
-    extra = ""
-    if pages:
-        extra += ", argMinIf(x_path, t, pv = 1) AS entry_page, argMaxIf(x_path, t, pv = 1) AS exit_page"
-    if attrs:
-        extra += "".join(f", argMin(x_{a}, t) AS {a}" for a in VISIT_ATTRS) + f", {SOURCE} AS source"
-    return f"""
-        SELECT visitor, sn, min(t) AS started, max(t) AS ended, countIf(pv = 1) AS visit_pageviews,
-               countIf(pv = 1 AND hm = 1) AS matched_pageviews{extra}
-        FROM ({_hits_with_visits(q, fields)})
-        GROUP BY visitor, sn
-        HAVING max(hm) = 1 AND {_visit_match(q)}"""
 
 
 def _ratio(a: float, b: float, digits: int = 2) -> float:
     return round(a / b, digits) if b else 0.0
 
 
-# Without visit filters a visitor's visits are measured inside one array per visitor: no row per
-# hit and no second GROUP BY. `sn` numbers each hit's visit; `matched` lists the visits holding
-# a hit that passes the hit filters.
-def _summary_by_visitor(q: StatsQuery) -> str:
+# Visits are measured inside one array per visitor, in linear array passes: no row per hit and
+# no second GROUP BY. Each hit is packed into one UInt64 - time in ms, then the bits
+# is-pageview, matches-the-hit-filters, matches-the-visit-filters (judged on the hit's own
+# referrer and UTM tags; a visit keeps the judgement of its first hit) - so one numeric sort
+# orders them all. S and E hold the first and last hit index of each visit; `vm` says which
+# visits pass the filters.
+VISIT_VALUE_AT = {  # which hit of a visit gives its value
+    "first": "vals[a]",
+    # a visit's first (last) pageview; nearly always its first (last) hit, so look there first
+    "entry": "if(pv[a] = 1, vals[a], vals[arrayFirstIndex((p, i) -> p = 1 AND i >= a AND i <= b, pv, arrayEnumerate(pv))])",
+    "exit": "if(pv[b] = 1, vals[b], vals[arrayLastIndex((p, i) -> p = 1 AND i >= a AND i <= b, pv, arrayEnumerate(pv))])",
+}
+
+
+def _visits_by_visitor(q: StatsQuery, value: str = "", pick: str = "first") -> str:
+    """SQL of one row per visitor with n_visits, n_pageviews (matching), n_bounces, n_duration_ms of
+    their visits that pass the filters, and `passing`: (time ms, is-pageview, value) of each hit that
+    passes. With `value` (SQL over a hit) also `matched`: (the visit's value picked by `pick`, its
+    matching pageviews) of each passing visit."""
+    values = f", arraySort((v, k) -> k, groupArray({value}), raw) AS vals" if value else ""
+    value_of_hit = "vals[i]" if value else "''"
+    matched = (f""",
+               arrayFilter((x, m) -> m, arrayMap((a, b) -> ({VISIT_VALUE_AT[pick]}, chpv[b] - chpv[a] + pv[a] * hm[a]),
+                                                  S, E), vm) AS matched""" if value else "")
     return f"""
         SELECT visitor_hash,
-               arraySort(x -> x.1, groupArray((toUnixTimestamp64Milli(timestamp), toUInt8(type = 'pageview'),
-                                               toUInt8({_hit_match(q)})))) AS hs,
-               arrayMap(h -> h.1, hs) AS ts,
-               arrayCumSum(arrayMap(i -> toUInt32(i = 1 OR ts[i] - ts[i - 1] > {VISIT_GAP_MS}), arrayEnumerate(ts))) AS sn,
-               arrayDistinct(arrayFilter((s, h) -> h.3 = 1, sn, hs)) AS matched,
-               length(matched) AS n_visits,
-               arrayCount(h -> h.2 = 1 AND h.3 = 1, hs) AS n_pageviews,
-               arrayCount(k -> arrayCount((s, h) -> s = k AND h.2 = 1, sn, hs) <= 1, matched) AS n_bounces,
-               arraySum(k -> arrayMax(arrayFilter((t, s) -> s = k, ts, sn)) - arrayMin(arrayFilter((t, s) -> s = k, ts, sn)),
-                        matched) AS n_duration_ms
+               groupArray(toUInt64(toUnixTimestamp64Milli(timestamp)) * 8 + toUInt8(type = 'pageview') * 4
+                          + toUInt8({_hit_match(q)}) * 2 + toUInt8({_visit_match(q)})) AS raw,
+               arraySort(raw) AS packed{values},
+               arrayMap(x -> toInt64(intDiv(x, 8)), packed) AS ts,
+               arrayMap(x -> toUInt32(bitAnd(x, 4) > 0), packed) AS pv,
+               arrayMap(x -> toUInt32(bitAnd(x, 2) > 0), packed) AS hm,
+               arrayMap(x -> toUInt8(bitAnd(x, 1)), packed) AS vf,
+               arrayMap(i -> toUInt32(i = 1 OR ts[i] - ts[i - 1] > {VISIT_GAP_MS}), arrayEnumerate(ts)) AS starts,
+               arrayFilter((i, st) -> st = 1, arrayEnumerate(ts), starts) AS S,
+               arrayPushBack(arrayMap(i -> toUInt32(i - 1), arrayPopFront(S)), toUInt32(length(ts))) AS E,
+               arrayCumSum(pv) AS cpv,
+               arrayCumSum(hm) AS chm,
+               arrayCumSum(arrayMap((p, h) -> p * h, pv, hm)) AS chpv,
+               arrayMap((a, b) -> vf[a] = 1 AND chm[b] - chm[a] + hm[a] > 0, S, E) AS vm,
+               arrayCount(m -> m, vm) AS n_visits,
+               arraySum((m, a, b) -> if(m, chpv[b] - chpv[a] + pv[a] * hm[a], 0), vm, S, E) AS n_pageviews,
+               arrayCount((m, a, b) -> m AND cpv[b] - cpv[a] + pv[a] <= 1, vm, S, E) AS n_bounces,
+               arraySum((m, a, b) -> if(m, ts[b] - ts[a], 0), vm, S, E) AS n_duration_ms,
+               arrayCumSum(starts) AS sn,
+               arrayFilter((x, i) -> hm[i] = 1 AND vf[S[sn[i]]] = 1, arrayMap(i -> (ts[i], pv[i], {value_of_hit}), arrayEnumerate(ts)),
+                           arrayEnumerate(ts)) AS passing{matched}
         FROM {{db}}.events WHERE {RANGE}
         GROUP BY visitor_hash"""
 
 
 def _summary_of(store: Store, q: StatsQuery) -> dict[str, Any]:
-    if q.visit_filters:
-        sql = f"""SELECT uniqExact(visitor) AS visitors, count() AS visits, sum(matched_pageviews) AS pageviews,
-                         countIf(visit_pageviews <= 1) AS bounces, sum(ended - started) AS duration_ms
-                  FROM ({_visits(q)})"""
-    else:
-        sql = f"""SELECT countIf(n_visits > 0) AS visitors, sum(n_visits) AS visits, sum(n_pageviews) AS pageviews,
-                         sum(n_bounces) AS bounces, sum(n_duration_ms) AS duration_ms
-                  FROM ({_summary_by_visitor(q)})"""
+    sql = f"""SELECT countIf(n_visits > 0) AS visitors, sum(n_visits) AS visits, sum(n_pageviews) AS pageviews,
+                     sum(n_bounces) AS bounces, sum(n_duration_ms) AS duration_ms
+              FROM ({_visits_by_visitor(q)})"""
     row = store.query_dicts(sql, q.params())[0]
     visits = int(row["visits"])
     return {
@@ -222,11 +200,8 @@ def _change(now: float, before: float) -> float | None:
 
 def summary(store: Store, q: StatsQuery) -> dict[str, Any]:
     """Totals for the range and for the period of the same length before it."""
-    # Both periods at once: chDB releases the GIL, so the two scans share the cores.
-    with ThreadPoolExecutor(2) as pool:
-        current_job = pool.submit(_summary_of, store, q)
-        previous = _summary_of(store, q.previous())
-        current = current_job.result()
+    current = _summary_of(store, q)
+    previous = _summary_of(store, q.previous())
     return {"current": current, "previous": previous,
             "change": {k: _change(current[k], previous[k]) for k in current}}
 
@@ -262,10 +237,9 @@ def timeseries(store: Store, q: StatsQuery, interval: str = "day") -> list[dict[
     """Visitors and pageviews per bucket, zero-filled."""
     bucket = INTERVALS[interval]
     if q.visit_filters:  # visit-level filters need the visit of every hit
-        hits = _hits_with_visits(q, (), _filtered_attrs(q))
-        sql = f"""SELECT {bucket.replace('timestamp', 'fromUnixTimestamp64Milli(t)')} AS bucket,
-                         uniqExact(visitor) AS visitors, countIf(pv = 1) AS pageviews
-                  FROM ({hits}) WHERE hm = 1 AND {_visit_match(q, "v_")} GROUP BY bucket"""
+        sql = f"""SELECT {bucket.replace('timestamp', "fromUnixTimestamp64Milli(hit.1, 'UTC')")} AS bucket,
+                         uniqExact(visitor_hash) AS visitors, countIf(hit.2 = 1) AS pageviews
+                  FROM ({_visits_by_visitor(q)}) ARRAY JOIN passing AS hit GROUP BY bucket"""
     else:
         sql = f"""SELECT {bucket} AS bucket, uniqExact(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
                   FROM {{db}}.events WHERE {RANGE} AND {_hit_match(q)} GROUP BY bucket"""
@@ -292,6 +266,18 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
 }
 
 
+# Visit dimension -> (SQL over a hit, which hit of the visit gives the value).
+VISIT_DIMENSIONS: dict[str, tuple[str, str]] = {
+    "entry_page": ("path", "entry"),
+    "exit_page": ("path", "exit"),
+    "referrer_host": ("referrer_host", "first"),
+    "source": (SOURCE, "first"),
+    "utm_source": ("utm_source", "first"),
+    "utm_medium": ("utm_medium", "first"),
+    "utm_campaign": ("utm_campaign", "first"),
+}
+
+
 def breakdown_columns(dimension: str) -> list[str]:
     level, _ = DIMENSIONS[dimension]
     if level == "visit":
@@ -305,27 +291,25 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10) -> l
     level, column = DIMENSIONS[dimension]
     params = {**q.params(), "limit": limit}
     if level == "visit":
-        skip = {"entry_page": "entry_page != ''", "exit_page": "exit_page != ''",
-                "utm_source": "utm_source != ''", "utm_medium": "utm_medium != ''",
-                "utm_campaign": "utm_campaign != ''", "referrer_host": "referrer_host != ''"}.get(dimension, "1")
-        pages = dimension in ("entry_page", "exit_page")
-        sql = f"""SELECT {column} AS value, uniqExact(visitor) AS visitors, count() AS visits,
-                         sum(matched_pageviews) AS pageviews
-                  FROM ({_visits(q, pages=pages, attrs=not pages)}) WHERE {skip}
+        value, pick = VISIT_DIMENSIONS[dimension]
+        skip = "1" if dimension == "source" else "value != ''"
+        sql = f"""SELECT visit.1 AS value, uniqExact(visitor_hash) AS visitors, count() AS visits,
+                         sum(visit.2) AS pageviews
+                  FROM ({_visits_by_visitor(q, value, pick)}) ARRAY JOIN matched AS visit
+                  WHERE {skip}
                   GROUP BY value ORDER BY visitors DESC, visits DESC, value LIMIT {{limit:UInt32}}"""
         return [{"value": r["value"], "visitors": int(r["visitors"]), "visits": int(r["visits"]),
                  "pageviews": int(r["pageviews"])} for r in store.query_dicts(sql, params)]
     kind = "event" if dimension == "event" else "pageview"
     if q.visit_filters:
-        source = f"({_hits_with_visits(q, (column,), _filtered_attrs(q))})"
-        where = f"hm = 1 AND {_visit_match(q, 'v_')} AND pv = {int(kind == 'pageview')}"
-        column, visitor = f"x_{column}", "visitor"
+        source = f"({_visits_by_visitor(q, column)}) ARRAY JOIN passing AS hit"
+        where = f"hit.2 = {int(kind == 'pageview')}"
+        column = "hit.3"
     else:
         source = "{db}.events"
         where = f"{RANGE} AND {_hit_match(q)} AND type = '{kind}'"
-        visitor = "visitor_hash"
     counted = "events" if kind == "event" else "pageviews"
-    sql = f"""SELECT {column} AS value, uniqExact({visitor}) AS visitors, count() AS {counted}
+    sql = f"""SELECT {column} AS value, uniqExact(visitor_hash) AS visitors, count() AS {counted}
               FROM {source} WHERE {where}
               GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
     return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}

@@ -248,7 +248,8 @@ def test_default_range_is_the_last_30_days_in_the_site_timezone(api):
 
 # ---- timeseries ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("filters", [{}, {"source": "search"}, {"page": "/"}, {"country": "US"}])
+@pytest.mark.parametrize("filters", [{}, {"source": "search"}, {"page": "/"}, {"country": "US"},
+                                     {"utm_campaign": "nov-digest", "country": "NL"}, {"source": "email", "page": "/pricing"}])
 def test_daily_timeseries_is_exact_and_zero_filled(api, filters):
     body = api.get("/shop/timeseries", params=rng(interval="day", **filters)).json()
     assert body["interval"] == "day"
@@ -300,7 +301,8 @@ def test_empty_range_gives_zeros(api):
 
 # ---- breakdowns ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("filters", [{}, {"source": "search"}, {"device": "mobile"}])
+@pytest.mark.parametrize("filters", [{}, {"source": "search"}, {"device": "mobile"}, {"referrer_host": "facebook.com"},
+                                     {"source": "email", "utm_campaign": "nov-digest"}])
 def test_page_breakdown(api, filters):
     rows = api.get("/shop/breakdown/page", params=rng(limit="100", **filters)).json()["results"]
     assert {r["value"]: (r["visitors"], r["pageviews"]) for r in rows} == reference_pages(START, END, filters)
@@ -318,6 +320,19 @@ def test_limit_keeps_the_top_rows(api):
 def test_sources_are_grouped_into_channels(api):
     rows = api.get("/shop/breakdown/source", params=rng()).json()["results"]
     assert {r["value"]: (r["visitors"], r["visits"], r["pageviews"]) for r in rows} == reference_sources(START, END)
+
+
+def test_visit_breakdown_with_a_page_filter_counts_visits_holding_the_page(api):
+    rows = api.get("/shop/breakdown/source", params=rng(page="/pricing")).json()["results"]
+    expected: dict[str, list] = {}
+    for v in visits_of(in_range(HITS, START, END)):
+        if visit_matches(v, {"page": "/pricing"}):
+            row = expected.setdefault(source_of(v[0]), [set(), 0, 0])
+            row[0].add(v[0].visitor)
+            row[1] += 1
+            row[2] += sum(h.type == "pageview" and h.path == "/pricing" for h in v)
+    assert {r["value"]: (r["visitors"], r["visits"], r["pageviews"]) for r in rows} == {
+        k: (len(r[0]), r[1], r[2]) for k, r in expected.items()}
 
 
 @pytest.mark.parametrize("dimension,field", [

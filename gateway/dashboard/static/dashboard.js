@@ -29,8 +29,15 @@
   // ---- dates -------------------------------------------------------------------------------
   const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
   const addDays = (d, n) => { const x = new Date(d); x.setDate(x.getDate() + n); return x; };
+  const timezones = {};  // site -> IANA zone, from /api/stats/sites
+  function siteToday() {
+    // "Today" is the site's calendar day (as the API counts it), not the viewer's.
+    const [y, m, d] = new Intl.DateTimeFormat("en-CA", { timeZone: timezones[state.site] || undefined })
+      .format(new Date()).split("-").map(Number);
+    return new Date(y, m - 1, d);
+  }
   function rangeDates() {
-    const today = new Date();
+    const today = siteToday();
     switch (state.range) {
       case "today": return [iso(today), iso(today)];
       case "7d": return [iso(addDays(today, -6)), iso(today)];
@@ -258,7 +265,7 @@
     loadHash();
     const { sites } = await api("sites");
     const picker = $("site");
-    for (const s of sites) { const o = el("option", "", s.name); o.value = s.name; picker.append(o); }
+    for (const s of sites) { const o = el("option", "", s.name); o.value = s.name; picker.append(o); timezones[s.name] = s.timezone; }
     if (!sites.some((s) => s.name === state.site)) state.site = sites.length ? sites[0].name : "";
     picker.value = state.site; $("range").value = state.range; $("compare").checked = state.compare; $("interval").value = state.interval;
     const [from, to] = rangeDates(); $("from").value = from; $("to").value = to;
