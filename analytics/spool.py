@@ -97,11 +97,19 @@ class SpoolReader:
     def read(self, limit: int, start: Position | None = None) -> tuple[list[dict[str, Any]], Position]:
         """Up to `limit` complete records past `start` (default: the checkpoint) and the position after them.
         A reader with several batches in flight reads ahead of its checkpoint with `start`."""
-        return self._read_from(start or self.position, limit)
+        lines, pos = self.read_lines(limit, start)
+        records = []
+        for line in lines:
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue  # cannot happen for lines written whole; never block the spool on one
+        return records, pos
 
-    def _read_from(self, start: Position, limit: int) -> tuple[list[dict[str, Any]], Position]:
-        records: list[dict[str, Any]] = []
-        pos = Position(start.segment, start.offset)
+    def read_lines(self, limit: int, start: Position | None = None) -> tuple[list[bytes], Position]:
+        """Like `read`, but the raw JSON lines: the batch writer hands them to ClickHouse unparsed."""
+        lines: list[bytes] = []
+        pos = Position((start or self.position).segment, (start or self.position).offset)
         for number in [n for n in _segments(self.folder) if n >= pos.segment]:
             if number != pos.segment:
                 pos = Position(number, 0)
@@ -115,19 +123,16 @@ class SpoolReader:
                     if not line.endswith(b"\n"):
                         break  # a line still being written: read it next time
                     pos.offset += len(line)
-                    try:
-                        records.append(orjson.loads(line))
-                    except orjson.JSONDecodeError:
-                        continue  # cannot happen for lines written whole; never block the spool on one
-                    if len(records) >= limit:
-                        return records, pos
-        return records, pos
+                    lines.append(line)
+                    if len(lines) >= limit:
+                        return lines, pos
+        return lines, pos
 
     def pending(self) -> Iterator[dict[str, Any]]:
         """Every record past the checkpoint, without moving it (start-up scans, not the hot path)."""
         pos = self.position
         while True:
-            records, pos = self._read_from(pos, 10_000)
+            records, pos = self.read(10_000, pos)
             if not records:
                 return
             yield from records

@@ -14,11 +14,22 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from analytics.schema import TABLES
 from analytics.spool import SpoolReader, SpoolWriter, remove_finished_segments
 from analytics.store import Store, StoreUnavailable
 
 log = logging.getLogger("consentgate.writer")
+_KIND_MARKS = {kind: f'"kind":"{kind}"'.encode() for kind in TABLES}
+
+
+def kind_of(line: bytes) -> str | None:
+    """The record kind of a spooled JSON line, without parsing it (records are written by orjson, compact)."""
+    for kind, mark in _KIND_MARKS.items():
+        if mark in line:
+            return kind
+    return None
 
 
 class BatchWriter:
@@ -92,22 +103,20 @@ class BatchWriter:
 
     def _flush_batch(self) -> int:
         self.ensure_schema()
-        records, after = self.reader.read(self.batch_size)
-        if not records:
+        lines, after = self.reader.read_lines(self.batch_size)
+        if not lines:
             return 0
-        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for record in records:
-            kind = record.get("kind")
-            if kind in TABLES:
-                by_kind[kind].append(record)
+        by_kind: dict[str, list[bytes]] = defaultdict(list)
+        for line in lines:
+            kind = kind_of(line)
+            if kind is not None:
+                by_kind[kind].append(line)
         try:
             for kind, rows in by_kind.items():
                 if self.uncertain:
-                    id_column = TABLES[kind][2]
-                    present = self.store.existing_ids(kind, [r[id_column] for r in rows])
-                    rows = [r for r in rows if r[id_column] not in present]
+                    rows = self._not_yet_stored(kind, rows)
                 if rows:
-                    self.store.insert(kind, rows)
+                    self.store.insert_json_lines(kind, rows)
         except StoreUnavailable:
             self.uncertain = True
             raise
@@ -115,10 +124,17 @@ class BatchWriter:
         self.store_up = True
         self.reader.commit(after)
         remove_finished_segments(self.spool.folder, [self.reader, *self.extra_readers], self.spool)
-        self.written += len(records)
+        self.written += len(lines)
         if self.on_batch:
             self.on_batch({k: len(v) for k, v in by_kind.items()})
-        return len(records)
+        return len(lines)
+
+    def _not_yet_stored(self, kind: str, lines: list[bytes]) -> list[bytes]:
+        """The lines whose record id the store does not hold yet (only for a batch that may be stored)."""
+        id_column = TABLES[kind][2]
+        ids = [orjson.loads(line)[id_column] for line in lines]
+        present = self.store.existing_ids(kind, ids)
+        return [line for line, record_id in zip(lines, ids) if record_id not in present]
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Stops the thread, then writes everything spooled. True when the spool is empty."""

@@ -115,7 +115,8 @@ def serve(args: list[str], port: int, log: Path, cwd: Path = ROOT) -> subprocess
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flood", action="store_true", help="a distinct User-Agent on every hit")
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="bare/gateway pairs, interleaved")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--visitors", type=int, default=400)
     args = parser.parse_args()
@@ -134,12 +135,20 @@ def main() -> None:
         wait_up(f"http://127.0.0.1:{bare_port}/")
         hits = work / "hits.tsv"
         n = make_hits(f"http://127.0.0.1:{gw_port}", args.visitors, hits)
-        print(f"prepared {n} hits from {args.visitors} consented visitors; wrk -t2 -c{args.connections} -d{args.seconds}s each"
+        print(f"prepared {n} hits from {args.visitors} consented visitors; {args.rounds} rounds of "
+              f"wrk -t2 -c{args.connections} -d{args.seconds}s on each server"
               f"{' (flood: a new User-Agent every hit)' if args.flood else ''}", flush=True)
-        results = {}
-        for name, port in (("bare", bare_port), ("gateway", gw_port)):
-            print(f"  running {name} ...", flush=True)
-            results[name] = run_wrk(f"http://127.0.0.1:{port}", hits, args.seconds, args.connections, args.flood)
+        # Interleaved rounds: load from other processes drifts over seconds, so each gateway round is
+        # compared with the bare round right before it, and the figures are summed over the rounds.
+        rounds: dict[str, list[dict]] = {"bare": [], "gateway": []}
+        for i in range(args.rounds):
+            for name, port in (("bare", bare_port), ("gateway", gw_port)):
+                print(f"  round {i + 1}/{args.rounds}: {name} ...", flush=True)
+                rounds[name].append(run_wrk(f"http://127.0.0.1:{port}", hits, args.seconds, args.connections, args.flood))
+        results = {name: {"rps": sum(r["rps"] for r in rs) / len(rs), "p99_ms": max(r["p99_ms"] for r in rs),
+                          "errors": sum(r["errors"] for r in rs), "requests": sum(r["requests"] for r in rs),
+                          "stored": sum(r["stored"] for r in rs)} for name, rs in rounds.items()}
+        pair_ratios = sorted(g["rps"] / b["rps"] for g, b in zip(rounds["gateway"], rounds["bare"]))
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(120)
         rows = subprocess.run([py, "-m", "gateway.cli", "sql", "--config", str(config),
@@ -156,14 +165,15 @@ def main() -> None:
         print(f"{name:10}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
     ratio = g["rps"] / b["rps"]
     target = 0.4 if args.flood else 0.6
-    print(f"\nratio gateway / bare: {ratio:.2f} (target >= {target})")
+    print(f"\nratio gateway / bare: {ratio:.2f} (target >= {target}); per round: "
+          + ", ".join(f"{r:.2f}" for r in pair_ratios))
     print(f"acknowledged as stored: {g['stored']}, rows in the store after SIGTERM: {in_store} "
           f"({'OK' if in_store >= g['stored'] else 'LOST HITS'}; the store may hold a few more: "
           f"hits answered after wrk stopped counting)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"collect{'-flood' if args.flood else ''}.json").write_text(json.dumps(
-        {"results": results, "ratio": ratio, "in_store": in_store}, indent=2))
+        {"results": results, "ratio": ratio, "round_ratios": pair_ratios, "in_store": in_store}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     if in_store < g["stored"] or g["errors"]:
         raise SystemExit(1)

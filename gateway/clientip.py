@@ -52,6 +52,20 @@ def _in(ip: str, networks: tuple[Network, ...]) -> bool:
     return any(len(packed) == size and value & mask == net for size, net, mask in _ranges(networks))
 
 
+_TRUSTED_PEERS: dict[tuple[str, tuple[Network, ...]], bool] = {}
+
+
+def _is_trusted_peer(peer: str, trusted_proxies: tuple[Network, ...]) -> bool:
+    # Behind a proxy the peer is the same few proxy addresses on every hit: remember those.
+    # Only trusted (proxy) addresses are remembered, never a client's.
+    if (peer, trusted_proxies) in _TRUSTED_PEERS:
+        return True
+    trusted = _in(peer, trusted_proxies)
+    if trusted and len(_TRUSTED_PEERS) < 256:
+        _TRUSTED_PEERS[(peer, trusted_proxies)] = True
+    return trusted
+
+
 def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str:
     """The socket peer; or, when the peer is a trusted proxy, the right-most X-Forwarded-For
     address that is not itself a trusted proxy (left-most entries can be forged by anyone)."""
@@ -60,7 +74,7 @@ def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str:
 
 
 def client_ip_from(peer: str, forwarded: str, trusted_proxies: tuple[Network, ...]) -> str:
-    if not trusted_proxies or not _in(peer, trusted_proxies):
+    if not trusted_proxies or not _is_trusted_peer(peer, trusted_proxies):
         return peer
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):

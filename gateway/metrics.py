@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
 class Metrics:
@@ -20,8 +20,6 @@ class Metrics:
         self.store_rows = Counter("consentgate_store_rows_written", "Rows written to ClickHouse",
                                   ["table"], registry=r)
         self._hit_children: dict[tuple[str, str, str], Any] = {}
-        self.collect_seconds = Histogram("consentgate_collect_seconds", "Time to acknowledge a hit",
-                                         registry=r, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .5))
 
     def count_hit(self, site: str, result: str, reason: str) -> None:
         # .labels() costs a lock and a dict build per call; the few (site, result, reason) children are cached.

@@ -7,7 +7,6 @@ app's exception handlers.
 """
 from __future__ import annotations
 
-import time
 from http.cookies import SimpleCookie
 
 from starlette.types import Receive, Scope, Send
@@ -38,7 +37,6 @@ class CollectEndpoint:
 
 async def collect(scope: Scope, receive: Receive, send: Send) -> None:
     services: Services = scope["app"].state.services
-    started = time.perf_counter()
     headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
     site_name = scope["path_params"]["site"]
     peer = scope["client"][0] if scope.get("client") else ""
@@ -59,7 +57,6 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
     except Dropped as drop:
         result, reason = "dropped", drop.reason
     services.metrics.count_hit(site_name, result, reason)
-    services.metrics.collect_seconds.observe(time.perf_counter() - started)
     outcome = f"dropped: {reason}" if reason else result
     await send({"type": "http.response.start", "status": 202,
                 "headers": [(RESULT_HEADER, outcome.encode()), (b"content-length", b"0")]})

@@ -36,7 +36,7 @@ class Dropped(Exception):
         super().__init__(reason)
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     """One hit on its way through the pipeline. `client_ip` is the full address: memory only."""
 
@@ -65,14 +65,10 @@ def random_uuid() -> str:
 class PageURL(NamedTuple):
     """The parts of a page address worth keeping: no user info, no query, no fragment."""
 
-    origin: str  # scheme://host[:port]
+    clean: str  # scheme://host[:port]/path
     host: str
     path: str
     utm: tuple[str, str, str]  # utm_source, utm_medium, utm_campaign
-
-    @property
-    def clean(self) -> str:
-        return self.origin + self.path
 
 
 @lru_cache(maxsize=16_384)  # pages and referrers repeat; the parse is the dearest part of this step
@@ -92,8 +88,8 @@ def parse_page_url(value: str) -> PageURL | None:
     if "utm_" in parts.query:
         found = dict(parse_qsl(parts.query))
         utm = tuple(found.get(k, "")[:MAX_UTM] for k in ("utm_source", "utm_medium", "utm_campaign"))  # type: ignore[assignment]
-    origin = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-    return PageURL(origin, host, parts.path or "/", utm)
+    path = parts.path or "/"
+    return PageURL(f"{parts.scheme}://{host}" + (f":{port}" if port else "") + path, host, path, utm)
 
 
 Step = Callable[[Hit], Hit]
