@@ -4,6 +4,12 @@
 #     -v $PWD/consentgate.toml:/etc/consentgate/consentgate.toml:ro \
 #     -e CONSENTGATE_SECRET_KEY=... consentgate
 # In the config, set store = "chdb:///var/lib/consentgate" so data lives on the volume.
+# The dashboard's chart library comes from npm (package-lock.json), like scripts/setup installs it.
+FROM node:20-bookworm-slim AS charts
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -14,6 +20,8 @@ COPY gateway ./gateway
 COPY analytics ./analytics
 COPY banner ./banner
 RUN pip install . && mkdir -p /etc/consentgate
+COPY --from=charts /build/node_modules/chart.js/dist/chart.umd.min.js /opt/consentgate/assets/chart.umd.min.js
+ENV CONSENTGATE_CHARTJS=/opt/consentgate/assets/chart.umd.min.js
 
 USER consentgate
 EXPOSE 8000
