@@ -89,7 +89,64 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS visitor_hash UInt64 MATERIALIZED sipHash64(visitor_id)",
         "ALTER TABLE {db}.events MATERIALIZE COLUMN visitor_hash",
     ]),
+    # One row per visit of closed days (analytics/visits.py builds them from `events`), so stats of
+    # large ranges read a row per visit instead of sessionizing millions of hits. `build` tells the
+    # current rows of a day (listed in `visit_days`) from those a rebuild is replacing. Erasure deletes
+    # a visitor's rows here too (by visitor_hash); `timestamp` (the visit's start) carries the TTL.
+    (3, [
+        """CREATE TABLE IF NOT EXISTS {db}.visits (
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            visitor_hash UInt64,
+            duration_ms UInt32,
+            hits UInt32,
+            pageviews UInt32,
+            entry_page String,
+            exit_page String,
+            referrer_host LowCardinality(String),
+            source LowCardinality(String),
+            utm_source LowCardinality(String),
+            utm_medium LowCardinality(String),
+            utm_campaign String,
+            build UInt64
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, toDate(timestamp), visitor_hash, timestamp)
+        TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
+        # Which build of each (site, UTC day) is current, up to when it holds the day (`until`: the day's
+        # end, or the live cut of an open day) and how many hits it held then: a changed count (late
+        # inserts, erasure, retention) makes the day due for a rebuild.
+        """CREATE TABLE IF NOT EXISTS {db}.visit_days (
+            site LowCardinality(String),
+            day Date,
+            hits UInt64,
+            until DateTime64(3, 'UTC'),
+            closed UInt8,
+            build UInt64,
+            built_at DateTime64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (site, day)""",
+        # Per hour of closed days, per dimension value (path, browser, os, device, country, event name;
+        # '' for all hits): pageviews (events for `event`) and an HLL sketch of the visitors, so hit
+        # breakdowns and timeseries of large ranges merge hours instead of scanning hits. The sketch holds
+        # no visitor id; after an erasure the builder rebuilds the day from the remaining hits.
+        """CREATE TABLE IF NOT EXISTS {db}.hit_hours (
+            site LowCardinality(String),
+            timestamp DateTime('UTC'),
+            dimension LowCardinality(String),
+            value String,
+            hits UInt64,
+            visitors AggregateFunction(uniqCombined64(12), UInt64),
+            build UInt64
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, dimension, timestamp, value)
+        TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
+    ]),
 ]
+
+# Tables derived from `events` that hold visitor data: retention applies to them as well.
+DERIVED_TABLES: tuple[str, ...] = ("visits", "hit_hours")
 
 # Each spooled record kind lands in one table; the id column makes replays idempotent.
 TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {

@@ -12,17 +12,27 @@ Definitions (also in docs/stats.md):
 - hit filters (page, event name, country, browser, os, device) keep the visits that hold
   a matching hit and count only matching pageviews; visit filters (referrer_host, source,
   utm_*) look at the visit's first hit, where the gateway records referrer and UTM tags.
+
+Large ranges (EXACT_BELOW hits or more) are answered faster and nearly exactly: visits come
+from the per-visit table (analytics/visits.py: closed days prebuilt, the last hours live), a
+visit that crosses the range's first or last midnight counts whole on the day it started, and
+distinct visitors are counted with a sketch (visits.SKETCH: exact up to hundreds, then about
+1.6 % off), and hit breakdowns and timeseries merge hourly rollups (hit_hours).
+Smaller ranges, and large ones with hit filters, are sessionized from the hits, exactly.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from analytics.channels import source_sql
 from analytics.store import Store
+from analytics.visits import (HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage, coverage,
+                              visit_rows_sql)
 
-VISIT_GAP_MS = 30 * 60 * 1000
 REALTIME_SECONDS = 5 * 60
 
 # Hit filter name -> the `events` column it compares.
@@ -30,38 +40,6 @@ HIT_FILTERS = {"page": "path", "event": "name", "country": "country", "browser":
                "os": "os", "device": "device"}
 VISIT_FILTERS = ("referrer_host", "source", "utm_source", "utm_medium", "utm_campaign")
 FILTERS = tuple(HIT_FILTERS) + VISIT_FILTERS
-
-SEARCH_HOSTS = ("google.", "bing.com", "duckduckgo.com", "yahoo.", "ecosia.org", "baidu.com", "yandex.",
-                "startpage.com", "qwant.com", "search.brave.com", "kagi.com")
-SOCIAL_HOSTS = ("facebook.com", "instagram.com", "linkedin.com", "lnkd.in", "t.co", "twitter.com", "x.com",
-                "reddit.com", "news.ycombinator.com", "youtube.com", "pinterest.com", "tiktok.com",
-                "mastodon.social", "threads.net", "bsky.app")
-PAID_MEDIUMS = ("cpc", "ppc", "paid", "paidsearch", "paid_social", "display", "cpm")
-
-
-def _host_in(column: str, hosts: tuple[str, ...]) -> str:
-    """True when the host is one of `hosts` or a subdomain; an entry ending in '.' matches any TLD."""
-    tests = []
-    for h in hosts:
-        if h.endswith("."):  # google. = google.com, google.nl, www.google.co.uk, ...
-            tests.append(f"({column} LIKE '{h}%' OR {column} LIKE '%.{h}%')")
-        else:
-            tests.append(f"({column} = '{h}' OR endsWith({column}, '.{h}'))")
-    return "(" + " OR ".join(tests) + ")"
-
-
-def source_sql(host: str, utm_source: str, utm_medium: str) -> str:
-    """The marketing channel of a visit from its referrer host and UTM tags."""
-    # Most hits carry neither referrer nor UTM tags: answer those first, so the host tests
-    # below run (short-circuit) only on the few that do.
-    return (f"multiIf({host} = '' AND {utm_source} = '' AND {utm_medium} = '', 'direct', "
-            f"lower({utm_medium}) IN {PAID_MEDIUMS}, 'paid', "
-            f"lower({utm_medium}) IN ('email', 'e-mail', 'newsletter') OR lower({utm_source}) = 'newsletter', 'email', "
-            f"{_host_in(host, SEARCH_HOSTS)}, 'search', "
-            f"{_host_in(host, SOCIAL_HOSTS)} OR lower({utm_medium}) = 'social', 'social', "
-            f"{host} = '' AND {utm_source} = '', 'direct', "
-            f"{host} = '', 'campaign', 'referral')")
-
 
 @dataclass(frozen=True)
 class StatsQuery:
@@ -123,6 +101,81 @@ def _visit_match(q: StatsQuery) -> str:
     return " AND ".join(conds) if conds else "1"
 
 
+# Below this many hits in a range, every number is computed exactly from the hits.
+EXACT_BELOW = int(os.environ.get("CONSENTGATE_STATS_EXACT_BELOW", "100000"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a range is answered: from the hits, exactly, or (large ranges without hit filters) from the
+    visits and hit_hours tables, with sketched distinct counts."""
+
+    coverage: Coverage | None = None  # the days the visits and hit_hours tables hold for the range, when used
+    whole_hours: bool = True  # the range starts and ends on whole UTC hours (not so in a few timezones)
+
+    @property
+    def hours(self) -> bool:
+        """hit_hours can answer: hits of the range are whole hours of it."""
+        return self.coverage is not None and self.whole_hours
+
+    @property
+    def exact(self) -> bool:
+        return self.coverage is None
+
+    @property
+    def uniq(self) -> str:
+        return "uniqExact" if self.exact else SKETCH
+
+
+def plan(store: Store, q: StatsQuery) -> Plan:
+    if q.hit_filters:  # visits holding a matching hit: only the hits tell
+        return Plan()
+    lo, hi = (t.replace(tzinfo=None) for t in q.bounds())
+    cov = coverage(store, q.site, lo, hi)
+    return Plan(cov if cov is not None and cov.hits >= EXACT_BELOW else None,
+                lo.minute == hi.minute == 0 and lo.second == hi.second == 0)
+
+
+UNTIL = "toDateTime64({until:DateTime64(3)}, 3, 'UTC')"
+
+
+def _hour_rows(q: StatsQuery, cov: Coverage, dimension: str) -> str:
+    """SQL of (hour, value, v: a sketch of the visitors, n: pageviews or events) of one `hit_hours`
+    dimension over the range: the table's hours up to `cov.until`, the later hits grouped live."""
+    column = HOUR_DIMENSIONS[dimension]
+    kind = {"": "1", "event": "type = 'event'"}.get(dimension, "type = 'pageview'")
+    counted = "countIf(type = 'pageview')" if dimension == "" else "count()"
+    sql = f"""SELECT timestamp AS hour, value, visitors AS v, hits AS n FROM {{db}}.hit_hours
+              WHERE site = {{site:String}} AND dimension = '{dimension}'
+                AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC') AND timestamp < {UNTIL}
+                AND build IN ({", ".join(str(b) for b in cov.builds)})"""
+    _, hi = q.bounds()
+    if cov.until < hi.replace(tzinfo=None):
+        sql += f""" UNION ALL
+              SELECT toStartOfHour(timestamp) AS hour, {column} AS value, {SKETCH_STATE}(visitor_hash) AS v, {counted} AS n
+              FROM {{db}}.events WHERE {RANGE} AND timestamp >= {UNTIL} AND {kind} GROUP BY hour, value"""
+    return sql
+
+
+def _visit_rows(q: StatsQuery, cov: Coverage, value: str = "") -> str:
+    """SQL of the range's visits that pass the visit filters (plans with hit filters never get here), as
+    visitor_hash, pv (pageviews), ms (duration) and the column `value`: rows of the visits table up to
+    `cov.until`, visits starting later sessionized live."""
+    cond = " AND ".join(f"{k} = {{f_{k}:String}}" for k in q.visit_filters) or "1"
+    columns = "visitor_hash, pageviews AS pv, duration_ms AS ms" + (f", {value}" if value else "")
+    sql = f"""SELECT {columns} FROM {{db}}.visits
+              WHERE site = {{site:String}} AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC')
+                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {cond}"""
+    _, hi = q.bounds()
+    if cov.until < hi.replace(tzinfo=None):
+        # the hits of the 30 minutes before `until` tell which later hits continue a visit the table holds
+        recent = f"site = {{site:String}} AND timestamp >= {UNTIL} - INTERVAL 30 MINUTE AND {RANGE}"
+        needed = tuple(dict.fromkeys([*q.visit_filters, *([value] if value else [])]))
+        sql += (f" UNION ALL SELECT {columns} FROM ({visit_rows_sql(recent, needed)})"
+                f" WHERE timestamp >= {UNTIL} AND {cond}")
+    return sql
+
+
 def _ratio(a: float, b: float, digits: int = 2) -> float:
     return round(a / b, digits) if b else 0.0
 
@@ -178,11 +231,18 @@ def _visits_by_visitor(q: StatsQuery, value: str = "", pick: str = "first") -> s
         GROUP BY visitor_hash"""
 
 
-def _summary_of(store: Store, q: StatsQuery) -> dict[str, Any]:
-    sql = f"""SELECT countIf(n_visits > 0) AS visitors, sum(n_visits) AS visits, sum(n_pageviews) AS pageviews,
-                     sum(n_bounces) AS bounces, sum(n_duration_ms) AS duration_ms
-              FROM ({_visits_by_visitor(q)})"""
-    row = store.query_dicts(sql, q.params())[0]
+def _summary_of(store: Store, q: StatsQuery, how: Plan) -> dict[str, Any]:
+    params = q.params()
+    if how.coverage is not None:
+        params["until"] = how.coverage.until
+        sql = f"""SELECT {SKETCH}(visitor_hash) AS visitors, count() AS visits, sum(pv) AS pageviews,
+                         countIf(pv <= 1) AS bounces, sum(ms) AS duration_ms
+                  FROM ({_visit_rows(q, how.coverage)})"""
+    else:
+        sql = f"""SELECT countIf(n_visits > 0) AS visitors, sum(n_visits) AS visits, sum(n_pageviews) AS pageviews,
+                         sum(n_bounces) AS bounces, sum(n_duration_ms) AS duration_ms
+                  FROM ({_visits_by_visitor(q)})"""
+    row = store.query_dicts(sql, params)[0]
     visits = int(row["visits"])
     return {
         "visitors": int(row["visitors"]),
@@ -199,11 +259,13 @@ def _change(now: float, before: float) -> float | None:
 
 
 def summary(store: Store, q: StatsQuery) -> dict[str, Any]:
-    """Totals for the range and for the period of the same length before it."""
-    current = _summary_of(store, q)
-    previous = _summary_of(store, q.previous())
+    """Totals for the range and for the period of the same length before it; `exact` is False when
+    either was counted the fast, nearly exact way (a large range)."""
+    now, before = plan(store, q), plan(store, q.previous())
+    current = _summary_of(store, q, now)
+    previous = _summary_of(store, q.previous(), before)
     return {"current": current, "previous": previous,
-            "change": {k: _change(current[k], previous[k]) for k in current}}
+            "change": {k: _change(current[k], previous[k]) for k in current}, "exact": now.exact and before.exact}
 
 
 INTERVALS = {  # name -> ClickHouse bucket of a timestamp in the site's timezone, as a label string
@@ -233,17 +295,23 @@ def bucket_labels(q: StatsQuery, interval: str) -> list[str]:
     return labels
 
 
-def timeseries(store: Store, q: StatsQuery, interval: str = "day") -> list[dict[str, Any]]:
-    """Visitors and pageviews per bucket, zero-filled."""
+def timeseries(store: Store, q: StatsQuery, interval: str = "day", how: Plan | None = None) -> list[dict[str, Any]]:
+    """Visitors and pageviews per bucket, zero-filled. `how`: the range's plan, when the caller has it."""
     bucket = INTERVALS[interval]
-    if q.visit_filters:  # visit-level filters need the visit of every hit
+    how = how or plan(store, q)
+    params = q.params()
+    if how.hours and not q.filters:
+        params["until"] = how.coverage.until
+        sql = f"""SELECT {bucket.replace('timestamp', 'hour')} AS bucket, {SKETCH_MERGE}(v) AS visitors, sum(n) AS pageviews
+                  FROM ({_hour_rows(q, how.coverage, '')}) GROUP BY bucket"""
+    elif q.visit_filters:  # visit-level filters need the visit of every hit
         sql = f"""SELECT {bucket.replace('timestamp', "fromUnixTimestamp64Milli(hit.1, 'UTC')")} AS bucket,
                          uniqExact(visitor_hash) AS visitors, countIf(hit.2 = 1) AS pageviews
                   FROM ({_visits_by_visitor(q)}) ARRAY JOIN passing AS hit GROUP BY bucket"""
     else:
         sql = f"""SELECT {bucket} AS bucket, uniqExact(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
                   FROM {{db}}.events WHERE {RANGE} AND {_hit_match(q)} GROUP BY bucket"""
-    found = {r["bucket"]: r for r in store.query_dicts(sql, q.params())}
+    found = {r["bucket"]: r for r in store.query_dicts(sql, params)}
     return [{"bucket": label, "visitors": int(found.get(label, {}).get("visitors", 0)),
              "pageviews": int(found.get(label, {}).get("pageviews", 0))} for label in bucket_labels(q, interval)]
 
@@ -285,14 +353,24 @@ def breakdown_columns(dimension: str) -> list[str]:
     return ["value", "visitors", "events" if dimension == "event" else "pageviews"]
 
 
-def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10) -> list[dict[str, Any]]:
+def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how: Plan | None = None) -> list[dict[str, Any]]:
     """Top values of one dimension by visitors: value, visitors, pageviews (visits for visit dimensions,
-    events for `event`)."""
+    events for `event`). `how`: the range's plan, when the caller has it already."""
     level, column = DIMENSIONS[dimension]
+    how = how or plan(store, q)
     params = {**q.params(), "limit": limit}
+    skip = "1" if dimension == "source" else "value != ''"
+    if level == "visit" and how.coverage is not None:
+        params["until"] = how.coverage.until
+        sql = f"""SELECT {column} AS value, {SKETCH}(visitor_hash) AS visitors, count() AS visits,
+                         sum(pv) AS pageviews
+                  FROM ({_visit_rows(q, how.coverage, column)})
+                  WHERE {skip}
+                  GROUP BY value ORDER BY visitors DESC, visits DESC, value LIMIT {{limit:UInt32}}"""
+        return [{"value": r["value"], "visitors": int(r["visitors"]), "visits": int(r["visits"]),
+                 "pageviews": int(r["pageviews"])} for r in store.query_dicts(sql, params)]
     if level == "visit":
         value, pick = VISIT_DIMENSIONS[dimension]
-        skip = "1" if dimension == "source" else "value != ''"
         sql = f"""SELECT visit.1 AS value, uniqExact(visitor_hash) AS visitors, count() AS visits,
                          sum(visit.2) AS pageviews
                   FROM ({_visits_by_visitor(q, value, pick)}) ARRAY JOIN matched AS visit
@@ -301,6 +379,14 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10) -> l
         return [{"value": r["value"], "visitors": int(r["visitors"]), "visits": int(r["visits"]),
                  "pageviews": int(r["pageviews"])} for r in store.query_dicts(sql, params)]
     kind = "event" if dimension == "event" else "pageview"
+    counted = "events" if kind == "event" else "pageviews"
+    if how.hours and not q.filters:
+        params["until"] = how.coverage.until
+        sql = f"""SELECT value, {SKETCH_MERGE}(v) AS visitors, sum(n) AS {counted}
+                  FROM ({_hour_rows(q, how.coverage, dimension)})
+                  GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
+        return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}
+                for r in store.query_dicts(sql, params)]
     if q.visit_filters:
         source = f"({_visits_by_visitor(q, column)}) ARRAY JOIN passing AS hit"
         where = f"hit.2 = {int(kind == 'pageview')}"
@@ -308,8 +394,7 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10) -> l
     else:
         source = "{db}.events"
         where = f"{RANGE} AND {_hit_match(q)} AND type = '{kind}'"
-    counted = "events" if kind == "event" else "pageviews"
-    sql = f"""SELECT {column} AS value, uniqExact(visitor_hash) AS visitors, count() AS {counted}
+    sql = f"""SELECT {column} AS value, {how.uniq}(visitor_hash) AS visitors, count() AS {counted}
               FROM {source} WHERE {where}
               GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
     return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}
@@ -323,31 +408,37 @@ def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
     """Banner decisions per day and method, opt-in rate per category, withdrawals, and how many
     deciding visitors the statistics cannot see (their latest decision refuses analytics)."""
     params = q.params()
+    # One scan gives the days and the totals: grants and withdrawals per day and method, with the
+    # categories the grants include.
     rows = store.query_dicts(f"""
-        SELECT toString(toDate(timestamp, {{tz:String}})) AS day, if(action = 'withdraw', 'withdraw', method) AS method,
-               count() AS decisions
-        FROM {{db}}.consents WHERE {RANGE} GROUP BY day, method""", params)
+        SELECT toString(toDate(timestamp, {{tz:String}})) AS day, action, if(action = 'withdraw', 'withdraw', method) AS method,
+               count() AS decisions, sum(analytics) AS analytics, sum(marketing) AS marketing, sum(preferences) AS preferences
+        FROM {{db}}.consents WHERE {RANGE} GROUP BY day, action, method""", params)
     per_day = {label: {m: 0 for m in (*CONSENT_METHODS, "withdraw")} for label in bucket_labels(q, "day")}
+    totals = {k: 0 for k in ("decisions", "withdrawals", *CONSENT_METHODS, "analytics", "marketing", "preferences")}
     for r in rows:
         if r["day"] in per_day and r["method"] in per_day[r["day"]]:
-            per_day[r["day"]][r["method"]] = int(r["decisions"])
-    totals = store.query_dicts(f"""
-        SELECT countIf(action = 'grant') AS decisions, countIf(action = 'withdraw') AS withdrawals,
-               {", ".join(f"countIf(action = 'grant' AND method = '{m}') AS {m}" for m in CONSENT_METHODS)},
-               countIf(action = 'grant' AND analytics = 1) AS analytics, countIf(action = 'grant' AND marketing = 1) AS marketing,
-               countIf(action = 'grant' AND preferences = 1) AS preferences
-        FROM {{db}}.consents WHERE {RANGE}""", params)[0]
+            per_day[r["day"]][r["method"]] += int(r["decisions"])
+        if r["action"] == "withdraw":
+            totals["withdrawals"] += int(r["decisions"])
+        elif r["action"] == "grant":
+            totals["decisions"] += int(r["decisions"])
+            if r["method"] in CONSENT_METHODS:
+                totals[r["method"]] += int(r["decisions"])
+            for category in ("analytics", "marketing", "preferences"):
+                totals[category] += int(r[category])
+    # Consent ids grouped by a 64-bit hash: twice as fast as by the 32-character id (exact unless two collide).
     people = store.query_dicts(f"""
         SELECT countIf(latest_analytics = 1) AS with_analytics, countIf(latest_analytics = 0) AS without_analytics
-        FROM (SELECT consent_id, argMax(analytics * (action = 'grant'), timestamp) AS latest_analytics
-              FROM {{db}}.consents WHERE {RANGE} GROUP BY consent_id)""", params)[0]
-    decisions = int(totals["decisions"])
+        FROM (SELECT cityHash64(consent_id) AS id, argMax(analytics * (action = 'grant'), timestamp) AS latest_analytics
+              FROM {{db}}.consents WHERE {RANGE} GROUP BY id)""", params)[0]
+    decisions = totals["decisions"]
     seen, unseen = int(people["with_analytics"]), int(people["without_analytics"])
     return {
         "decisions": decisions,
-        "methods": {m: int(totals[m]) for m in CONSENT_METHODS},
-        "withdrawals": int(totals["withdrawals"]),
-        "opt_in_rate": {c: _ratio(100 * int(totals[c]), decisions, 1) for c in ("analytics", "marketing", "preferences")},
+        "methods": {m: totals[m] for m in CONSENT_METHODS},
+        "withdrawals": totals["withdrawals"],
+        "opt_in_rate": {c: _ratio(100 * totals[c], decisions, 1) for c in ("analytics", "marketing", "preferences")},
         "visitors_with_analytics": seen,
         "visitors_without_analytics": unseen,
         "visible_share": _ratio(100 * seen, seen + unseen, 1),

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/stats_bench.py                     # 10M events over 90 days, site "bench"
     .venv/bin/python bench/stats_bench.py --events 1000000 --store /tmp/cg-bench-1m
+    .venv/bin/python bench/stats_bench.py --compare            # also time every call sessionizing the hits
+
+`--compare` runs the rounds twice in one process: first with every range answered from the hits
+(as before the per-visit table: CONSENTGATE_STATS_EXACT_BELOW above any range), then as configured.
 
 The store is generated once (INSERT ... SELECT in ClickHouse, ~30 s for 10M rows) and
 reused while it holds the asked number of events. Every call goes through the real
@@ -26,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analytics import stats, visits  # noqa: E402
 from analytics.stats_traffic import generate_traffic  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
@@ -53,8 +58,8 @@ def ensure_data(app, events: int, days: int) -> None:
         print(f"store holds {have:,} events of site {SITE!r}: reusing it", file=sys.stderr)
         return
     if have:
-        store.command("TRUNCATE TABLE {db}.events")
-        store.command("TRUNCATE TABLE {db}.consents")
+        for table in ("events", "consents", "visits", "visit_days"):
+            store.command(f"TRUNCATE TABLE {{db}}.{table}")
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -63,6 +68,13 @@ def ensure_data(app, events: int, days: int) -> None:
 
     generate_traffic(store, SITE, events, days, tz=TZ, progress=progress)
     print(f"\n  generated in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def ensure_visits(app) -> None:
+    """Builds the per-visit table of the closed days now, as the gateway's builder does in the background."""
+    started = time.monotonic()
+    days = visits.refresh(app.state.services.store)
+    print(f"  visits table: {days} day(s) built in {time.monotonic() - started:.1f} s", file=sys.stderr)
 
 
 async def timed(client: httpx.AsyncClient, path: str, params: dict[str, str]) -> float:
@@ -119,18 +131,27 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--compare", action="store_true", help="first time every call answered from the hits")
     args = parser.parse_args()
     app = build_app(Path(args.store).resolve())
     ensure_data(app, args.events, args.days)
+    ensure_visits(app)
+    before: dict[str, list[float]] = {}
+    if args.compare:
+        configured, stats.EXACT_BELOW = stats.EXACT_BELOW, sys.maxsize
+        print("  rounds answered from the hits:", file=sys.stderr)
+        before = asyncio.run(run(app, args.repeat))
+        stats.EXACT_BELOW = configured
     times = asyncio.run(run(app, args.repeat))
     print(f"\n{args.events:,} events over {args.days} days, one site, last 30 days asked; "
           f"ms over {args.repeat} rounds (median / best)")
-    print(f"{'call':34s} {'median':>8s} {'best':>8s} {'target':>8s}")
+    print(f"{'call':34s} {'hits':>8s} {'median':>8s} {'best':>8s} {'target':>8s}")
     for name, values in times.items():
         target = target_of(name)
         median = statistics.median(values)
         verdict = "" if target is None else ("ok" if median <= target else "MISSED")
-        print(f"{name:34s} {median:8.0f} {min(values):8.0f} {target or '':>8} {verdict}")
+        hits = f"{statistics.median(before[name]):8.0f}" if before else f"{'-':>8s}"
+        print(f"{name:34s} {hits} {median:8.0f} {min(values):8.0f} {target or '':>8} {verdict}")
     if args.json:
         Path(args.json).write_text(json.dumps({k: statistics.median(v) for k, v in times.items()}, indent=2))
 

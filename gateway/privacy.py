@@ -71,6 +71,9 @@ async def erase_my_data(request: Request) -> JSONResponse:
         where = f"site = {{site:String}} AND {column} = {{cid:String}}"
         counts[table] = await asyncio.to_thread(services.store.query_value, f"SELECT count() FROM {{db}}.{table} WHERE {where}", params)
         await asyncio.to_thread(services.store.command, f"DELETE FROM {{db}}.{table} WHERE {where}", params)
+    # the per-visit table of the stats (analytics/visits.py) knows the visitor by the hash of the id
+    await asyncio.to_thread(services.store.command, "DELETE FROM {db}.visits WHERE site = {site:String} "
+                            "AND visitor_hash = sipHash64({cid:String})", {"site": site.name, "cid": consent_id})
     response = JSONResponse({"erased": True, "consent_id": consent_id, "events": counts["events"],
                              "recipients": counts["forwards"], "kept": "consent records, as proof of consent"})
     set_consent_cookie(response, request, services, None)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from analytics import stats
+from analytics.visits import VisitBuilder
 from gateway.config import SiteConfig
 from gateway.errors import bad_request, unknown_site
 from gateway.services import Services
@@ -35,6 +36,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     require_stats_access(services.config, request)
+    VisitBuilder.ensure(services.store)  # keeps the per-visit table of large ranges up to date
     return services
 
 
@@ -153,10 +155,11 @@ async def timeseries(request: Request) -> Response:
     if interval == "hour" and q.days > MAX_HOURLY_DAYS:
         raise bad_request(f"hourly buckets cover at most {MAX_HOURLY_DAYS} days: use interval=day or a shorter range")
     csv_wanted = _wants_csv(request, params)
-    rows = await _run(stats.timeseries, services.store, q, interval)
+    how = await _run(stats.plan, services.store, q)
+    rows = await _run(stats.timeseries, services.store, q, interval, how)
     if csv_wanted:
         return csv_response(rows, ["bucket", "visitors", "pageviews"], f"{q.site}-timeseries-{q.start}-{q.end}.csv")
-    return _envelope(q, interval=interval, results=rows)
+    return _envelope(q, interval=interval, exact=how.exact, results=rows)
 
 
 async def breakdown(request: Request) -> Response:
@@ -170,10 +173,11 @@ async def breakdown(request: Request) -> Response:
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise bad_request(f"'limit' must be a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:20]!r}")
     csv_wanted = _wants_csv(request, params)
-    rows = await _run(stats.breakdown, services.store, q, dimension, int(raw_limit))
+    how = await _run(stats.plan, services.store, q)
+    rows = await _run(stats.breakdown, services.store, q, dimension, int(raw_limit), how)
     if csv_wanted:
         return csv_response(rows, stats.breakdown_columns(dimension), f"{q.site}-{dimension}-{q.start}-{q.end}.csv")
-    return _envelope(q, dimension=dimension, results=rows)
+    return _envelope(q, dimension=dimension, exact=how.exact, results=rows)
 
 
 async def consent(request: Request) -> JSONResponse:

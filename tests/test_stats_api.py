@@ -184,15 +184,18 @@ def reference_sources(start: date, end: date) -> dict[str, tuple[int, int, int]]
 
 # ---- the gateway -----------------------------------------------------------------------------
 
+SITES = {
+    "shop": {"origins": [SITE_ORIGIN]},
+    "other": {"origins": ["https://www.other.example"]},
+    "ny": {"origins": ["https://ny.example"], "timezone": "America/New_York"},
+    "live": {"origins": [SITE_ORIGIN]},
+}
+
+
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("stats")
-    config = write_config(folder, sites={
-        "shop": {"origins": [SITE_ORIGIN]},
-        "other": {"origins": ["https://www.other.example"]},
-        "ny": {"origins": ["https://ny.example"], "timezone": "America/New_York"},
-        "live": {"origins": [SITE_ORIGIN]},
-    })
+    config = write_config(folder, sites=SITES)
     seed(config, HITS + NY_HITS, DECISIONS)
     process = GatewayProcess(config, folder).start()
     yield process
