@@ -55,8 +55,12 @@ def _counts(*names: str) -> dict[str, Any]:
     return {"type": "object", "properties": {n: {"type": "integer"} for n in names}}
 
 
+EXACT = {"exact": {"type": "boolean", "description": "false when a large range was answered from the per-visit and "
+                                                   "per-hour tables (visitor counts within about 2 %); see docs/stats.md"}}
+
+
 def _rows(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {"results": {"type": "array", "items": item}}}
+    return {"type": "object", "properties": {"results": {"type": "array", "items": item}, **EXACT}}
 
 
 FORMAT = _param("format", "json (default) or csv; `Accept: text/csv` works too", {"type": "string", "enum": ["json", "csv"]})
@@ -80,7 +84,7 @@ def openapi_document() -> dict[str, Any]:
                            "with the previous period of the same length and the change in percent",
                 "parameters": _common(),
                 "responses": _ok("totals", {"type": "object", "properties": {
-                    "current": metrics, "previous": metrics, "change": {"type": "object"}}})}},
+                    "current": metrics, "previous": metrics, "change": {"type": "object"}, **EXACT}})}},
             "/api/stats/{site}/timeseries": {"get": {
                 "summary": "Visitors and pageviews per bucket, zero-filled",
                 "parameters": [*_common(), FORMAT, _param(
