@@ -157,8 +157,3 @@ class Store:
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.client.command(self._sql(sql), parameters=parameters or {})
 
-    def ping(self) -> bool:
-        try:
-            return self.query_value("SELECT 1") == 1
-        except Exception:
-            return False

@@ -95,7 +95,7 @@ class BatchWriter:
             try:
                 self.store.migrate()
             except StoreUnavailable:
-                raise
+                raise  # already says why
             except Exception as exc:  # noqa: BLE001 - any failure here means: not ready, keep spooling
                 raise StoreUnavailable(f"schema migration failed: {exc}") from exc
             self.schema_ready = True

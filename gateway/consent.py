@@ -128,6 +128,16 @@ def consent_row(services: Services, request: Request, site: SiteConfig, consent_
     }
 
 
+def record_withdrawal(services: Services, request: Request, site: SiteConfig, consent_id: str, method: str,
+                      language: str = "") -> None:
+    """Logs a withdrawal (proof, like a grant) and revokes every token of the consent id issued before it."""
+    now_ms = int(time.time() * 1000)
+    services.spool.append(consent_row(services, request, site, consent_id, "withdraw", method,
+                                      {c: False for c in CATEGORIES}, language, now_ms))
+    services.revocations.revoke(consent_id, now_ms)
+    services.metrics.decisions.labels(site.name, "withdraw", method).inc()
+
+
 async def give_consent(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     site = site_for(request, services)
@@ -171,11 +181,6 @@ async def withdraw_consent(request: Request) -> JSONResponse:
     consent_id = own_consent_id(request, services, site, body)
     response = JSONResponse({"withdrawn": consent_id is not None, "consent_id": consent_id})
     if consent_id is not None:
-        now_ms = int(time.time() * 1000)
-        none = {c: False for c in CATEGORIES}
-        language = optional_str(body, "language", 12, "")
-        services.spool.append(consent_row(services, request, site, consent_id, "withdraw", "withdraw", none, language, now_ms))
-        services.revocations.revoke(consent_id, now_ms)
-        services.metrics.decisions.labels(site.name, "withdraw", "withdraw").inc()
+        record_withdrawal(services, request, site, consent_id, "withdraw", optional_str(body, "language", 12, ""))
     set_consent_cookie(response, request, services, None)
     return response

@@ -8,15 +8,13 @@ able to show (GDPR art. 7(1), 17(3)(b)); the erasure is logged as a withdrawal.
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.config import CATEGORIES
-from gateway.consent import consent_row, own_consent_id, set_consent_cookie, site_for
+from gateway.consent import own_consent_id, record_withdrawal, set_consent_cookie, site_for
 from gateway.errors import GatewayError
 from gateway.services import Services
 
@@ -60,10 +58,7 @@ async def export_my_data(request: Request) -> JSONResponse:
 async def erase_my_data(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     site, consent_id = _require_consent_id(request, services)
-    now_ms = int(time.time() * 1000)
-    services.spool.append(consent_row(services, request, site, consent_id, "withdraw", "erase",
-                                       {c: False for c in CATEGORIES}, "", now_ms))
-    services.revocations.revoke(consent_id, now_ms)
+    record_withdrawal(services, request, site, consent_id, "erase")
     await _flush_spool(services)
     counts = {}
     for table, column in (("events", "visitor_id"), ("forwards", "consent_id")):
