@@ -16,10 +16,16 @@ EVENT_COLUMNS: tuple[str, ...] = (
 CONSENT_COLUMNS: tuple[str, ...] = (
     "record_id", "site", "timestamp", "consent_id", "action", "method", "preferences",
     "analytics", "marketing", "policy_version", "language", "ip", "browser", "os", "gpc",
+    "banner_version", "page",
+)
+BANNER_VERSION_COLUMNS: tuple[str, ...] = (
+    "record_id", "site", "hash", "language", "content", "first_seen", "timestamp",
 )
 FORWARD_COLUMNS: tuple[str, ...] = (
     "record_id", "site", "timestamp", "consent_id", "event_id", "vendor", "status", "attempts",
 )
+ERASURE_COLUMNS: tuple[str, ...] = ("record_id", "site", "timestamp", "consent_hash", "erased_by", "rows")
+RESTRICTION_COLUMNS: tuple[str, ...] = ("record_id", "site", "timestamp", "consent_id", "action", "requested_by")
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -143,6 +149,53 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (site, dimension, timestamp, value)
         TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY""",
     ]),
+    # Proof of what the visitor saw (issue 9): each consent row names the banner version it was given on
+    # (a hash of the texts, categories, cookies, vendors and policy shown; 'unknown' when the banner sent
+    # none the gateway served) and the page (cleaned like collect's URLs). `banner_versions` resolves a
+    # hash to its wording. A gateway records a version again on its first use each day, so `timestamp`
+    # (last recorded) keeps a version alive as long as decisions made on it are kept; the aggregating
+    # engine merges those rows into one per (site, hash), and reads GROUP BY (site, hash) before merges.
+    (4, [
+        "ALTER TABLE {db}.consents ADD COLUMN IF NOT EXISTS banner_version LowCardinality(String) DEFAULT ''",
+        "ALTER TABLE {db}.consents ADD COLUMN IF NOT EXISTS page String DEFAULT ''",
+        """CREATE TABLE IF NOT EXISTS {db}.banner_versions (
+            site LowCardinality(String),
+            hash String,
+            language SimpleAggregateFunction(any, String),
+            content SimpleAggregateFunction(any, String),
+            first_seen SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+            timestamp SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+            record_id SimpleAggregateFunction(any, UUID)
+        ) ENGINE = AggregatingMergeTree
+        ORDER BY (site, hash)
+        TTL toDateTime(timestamp) + INTERVAL {consent_ttl_days} DAY""",
+    ]),
+    # Privacy rights (issue 9): `erasures` logs each erasure (who asked, how many rows per table) with only
+    # a SHA-256 of the consent id, never the erased data; `restrictions` holds art. 18 restrictions and
+    # their lifting (the latest action per consent id wins). Both are kept like the proof of consent.
+    (5, [
+        """CREATE TABLE IF NOT EXISTS {db}.erasures (
+            record_id UUID,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            consent_hash String,
+            erased_by LowCardinality(String),
+            rows Map(String, UInt64)
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (site, timestamp)
+        TTL toDateTime(timestamp) + INTERVAL {consent_ttl_days} DAY""",
+        """CREATE TABLE IF NOT EXISTS {db}.restrictions (
+            record_id UUID,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            consent_id String,
+            action LowCardinality(String),
+            requested_by LowCardinality(String)
+        ) ENGINE = MergeTree
+        ORDER BY (site, consent_id, timestamp)
+        TTL toDateTime(timestamp) + INTERVAL {consent_ttl_days} DAY""",
+    ]),
 ]
 
 # Tables derived from `events` that hold visitor data: retention applies to them as well.
@@ -153,4 +206,18 @@ TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "event": ("events", EVENT_COLUMNS, "event_id"),
     "consent": ("consents", CONSENT_COLUMNS, "record_id"),
     "forward": ("forwards", FORWARD_COLUMNS, "record_id"),
+    "banner_version": ("banner_versions", BANNER_VERSION_COLUMNS, "record_id"),
+    "erasure": ("erasures", ERASURE_COLUMNS, "record_id"),
+    "restriction": ("restrictions", RESTRICTION_COLUMNS, "record_id"),
 }
+# Where a visitor's own rows are, by the column naming them (analytics/erasure.py erases them all).
+# `visits` knows a visitor only by the hash of the id; `hit_hours` holds no visitor id (a day is rebuilt
+# from the remaining hits); `consents` are kept after an erasure as proof of consent (art. 17(3)(b)).
+VISITOR_TABLES: dict[str, str] = {
+    "events": "visitor_id",
+    "forwards": "consent_id",
+    "visits": "visitor_hash",
+    "restrictions": "consent_id",
+}
+# Proof of consent (GDPR art. 7(1)) is kept for consent_retention_days; every other table for retention_days.
+CONSENT_TABLES: tuple[str, ...] = ("consents", "banner_versions", "erasures", "restrictions")

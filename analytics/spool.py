@@ -1,25 +1,36 @@
 """The local spool: every acknowledged record is appended here before the 2xx.
 
 A spool is a folder of numbered segment files holding one JSON record per line.
-`SpoolWriter.append` hands the whole line to the kernel in one `write()`, so a
-`kill -9` right after the 2xx still finds it on disk. A reader keeps its place
-in a checkpoint file (segment, byte offset) that it replaces atomically once a
-batch is safely elsewhere; finished segments before the checkpoint are deleted.
-Several readers may follow one spool, each with its own checkpoint name.
+`SpoolWriter.append` hands the whole line to the kernel in one `write()` and
+returns a commit ticket; with `durability = "machine"` the request then waits
+(`GroupCommit.wait`) until one `fdatasync` covering that line has returned, so a
+power cut after the 2xx still finds it. One flusher thread syncs every spool of
+the gateway (the main spool and each vendor outbox) with one flush per dirty
+file, however many requests wrote since the last flush: group commit.
+
+A reader keeps its place in a checkpoint file (segment, byte offset) that it
+replaces atomically (write, fsync, rename, fsync dir) once a batch is safely
+elsewhere; finished segments before the checkpoint are deleted. Several readers
+may follow one spool, each with its own checkpoint name.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+log = logging.getLogger("consentgate.spool")
 SEGMENT_BYTES = 8 * 1024 * 1024
+DURABILITY = ("machine", "process")
 
 
 def _segments(folder: Path) -> list[int]:
@@ -30,45 +41,268 @@ def _segment_path(folder: Path, number: int) -> Path:
     return folder / f"{number:012d}.jsonl"
 
 
+def fsync_dir(folder: Path) -> None:
+    """Makes a created, renamed or deleted name in `folder` survive a machine crash."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replaces `path` with `data` atomically: a crash leaves the old or the new file, never a torn one."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+class GroupCommit:
+    """Flushes every registered spool with one fdatasync per dirty file, and wakes the requests waiting for it.
+
+    Tickets are generations: an append made while generation g is open gets ticket g; the flusher
+    opens g+1 and then syncs, so every line with a ticket <= g is on stable storage once it returns.
+    With `durable=False` (durability = "process") nothing is synced and nobody waits.
+    """
+
+    def __init__(self, durable: bool = True, interval: float = 0.002) -> None:
+        self.durable = durable
+        self.interval = interval  # the least time between two flushes: lets a burst share one
+        self._writers: list[SpoolWriter] = []
+        self._lock = threading.Lock()
+        self._generation = 1
+        self._synced = 0
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._synced_changed = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self.flushes = 0
+        self.failed: BaseException | None = None  # a flush that failed: acknowledging stops until it works
+
+    def register(self, writer: "SpoolWriter") -> None:
+        with self._lock:
+            self._writers.append(writer)
+
+    def unregister(self, writer: "SpoolWriter") -> None:
+        with self._lock:
+            if writer in self._writers:
+                self._writers.remove(writer)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def appended(self) -> int:
+        """Called by a writer after its write(): the ticket of that line."""
+        if not self.durable:
+            return 0
+        self._dirty.set()
+        return self._generation
+
+    def start(self) -> None:
+        if self.durable and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="consentgate-commit", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self.durable:
+            self.flush()  # whatever came in while stopping
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait(0.5)
+            if not self._dirty.is_set():
+                continue
+            self._dirty.clear()
+            started = time.monotonic()
+            try:
+                self.flush()
+            except OSError as exc:  # a disk that refuses: requests keep waiting, the next round retries
+                self.failed = exc
+                log.error("spool flush failed (%s): requests wait until the disk accepts writes again", exc)
+                self._dirty.set()
+                self._stop.wait(0.5)
+                continue
+            rest = self.interval - (time.monotonic() - started)
+            if rest > 0:
+                time.sleep(rest)
+
+    def flush(self) -> None:
+        """Syncs every dirty spool and releases the tickets it covers."""
+        with self._lock:
+            covered = self._generation
+            self._generation += 1  # appends from now on wait for the next flush
+            writers = list(self._writers)
+        for writer in writers:
+            writer.sync()
+        self.failed = None
+        self.flushes += 1
+        with self._lock:
+            self._synced = covered
+            ready = [w for w in self._async_waiters if w[0] <= covered]
+            self._async_waiters = [w for w in self._async_waiters if w[0] > covered]
+            self._synced_changed.notify_all()
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, loop, future in ready:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_release, futures)
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                pass
+
+    async def wait(self, ticket: int) -> None:
+        """Returns once the line with this ticket is on stable storage (at once for ticket 0)."""
+        if ticket <= self._synced:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if ticket <= self._synced:
+                return
+            self._async_waiters.append((ticket, loop, future))
+        await future
+
+    def wait_sync(self, ticket: int, timeout: float = 30.0) -> bool:
+        """The same for threads that are not on an event loop (the forwarder's outcome rows)."""
+        with self._lock:
+            return self._synced_changed.wait_for(lambda: ticket <= self._synced, timeout)
+
+
+def _release(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
 class SpoolWriter:
     """Appends records to the newest segment; starts a new one past SEGMENT_BYTES."""
 
-    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES, commit: GroupCommit | None = None) -> None:
         self.folder = folder
         self.segment_bytes = segment_bytes
+        self.commit = commit or GroupCommit(durable=False)
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         existing = _segments(folder)
+        self.disk_bytes = sum(_segment_path(folder, n).stat().st_size for n in existing)
         # Never append to a segment a reader may have half-read before a crash: start a new one.
         self._number = (existing[-1] + 1) if existing else 1
         self._fd = self._open(self._number)
         self._size = 0
         self.appended = 0
+        self._synced = 0
         self.wakeup = threading.Event()
+        self.commit.register(self)
 
     def _open(self, number: int) -> int:
-        return os.open(_segment_path(self.folder, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(_segment_path(self.folder, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if self.commit.durable:
+            fsync_dir(self.folder)  # the new segment's name must survive a crash too
+        return fd
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any]) -> int:
+        """Writes the record as one line; returns its commit ticket (for `GroupCommit.wait`)."""
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # ~10x faster than json on every hit
         with self._lock:
             if self._size + len(line) > self.segment_bytes and self._size:
-                os.close(self._fd)
-                self._number += 1
-                self._fd = self._open(self._number)
-                self._size = 0
+                self._rotate()
             os.write(self._fd, line)
             self._size += len(line)
+            self.disk_bytes += len(line)
             self.appended += 1
+            ticket = self.commit.appended()
         self.wakeup.set()
+        return ticket
+
+    def _rotate(self) -> None:
+        """Closes the current segment (synced first: no fd is left to sync it later) and opens the next."""
+        if self.commit.durable:
+            os.fdatasync(self._fd)
+        os.close(self._fd)
+        self._number += 1
+        self._fd = self._open(self._number)
+        self._size = 0
+
+    def sync(self) -> None:
+        """fdatasync of the current segment if anything was appended since the last one."""
+        with self._lock:
+            if self.appended == self._synced:
+                return
+            count = self.appended
+            fd = os.dup(self._fd)  # sync outside the lock: appends go on meanwhile
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._synced = max(self._synced, count)
 
     @property
     def current_segment(self) -> int:
         return self._number
 
+    def erase(self, matches: Callable[[dict[str, Any]], bool]) -> int:
+        """Blanks every line whose record `matches`, in every segment, and returns how many.
+
+        The writer first moves to a new segment, so no file being appended to is replaced. A line
+        becomes spaces of the same length: readers' offsets stay valid and they skip blank lines.
+        Each changed segment is replaced atomically (and durably)."""
+        with self._lock:
+            self._rotate()
+            current = self._number
+        blanked = 0
+        for number in _segments(self.folder):
+            if number >= current:
+                continue
+            path = _segment_path(self.folder, number)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue  # a reader finished it meanwhile
+            out = bytearray()
+            changed = 0
+            for line in data.splitlines(keepends=True):
+                if line.strip() and line.endswith(b"\n"):
+                    try:
+                        record = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        record = None
+                    if isinstance(record, dict) and matches(record):
+                        line = b" " * (len(line) - 1) + b"\n"
+                        changed += 1
+                out += line
+            if changed:
+                if path.exists():
+                    replace_file(path, bytes(out), self.commit.durable)
+                blanked += changed
+        return blanked
+
+    def segment_removed(self, size: int) -> None:
+        with self._lock:
+            self.disk_bytes -= size
+
     def close(self) -> None:
         with self._lock:
+            if self.commit.durable:
+                os.fdatasync(self._fd)
             os.close(self._fd)
+        self.commit.unregister(self)
 
 
 @dataclass
@@ -80,9 +314,10 @@ class Position:
 class SpoolReader:
     """Reads what a spool holds past this reader's checkpoint, in order."""
 
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, durable: bool = True) -> None:
         self.folder = folder
         self.checkpoint_path = folder / f"{name}.checkpoint"
+        self.durable = durable
         folder.mkdir(parents=True, exist_ok=True)
         self.position = self._load()
 
@@ -107,7 +342,8 @@ class SpoolReader:
         return records, pos
 
     def read_lines(self, limit: int, start: Position | None = None) -> tuple[list[bytes], Position]:
-        """Like `read`, but the raw JSON lines: the batch writer hands them to ClickHouse unparsed."""
+        """Like `read`, but the raw JSON lines: the batch writer hands them to ClickHouse unparsed.
+        Blank lines (erased records) are passed over."""
         lines: list[bytes] = []
         pos = Position((start or self.position).segment, (start or self.position).offset)
         for number in [n for n in _segments(self.folder) if n >= pos.segment]:
@@ -123,6 +359,8 @@ class SpoolReader:
                     if not line.endswith(b"\n"):
                         break  # a line still being written: read it next time
                     pos.offset += len(line)
+                    if line[0] == 0x20:  # blanked by an erasure (a record line starts with '{')
+                        continue
                     lines.append(line)
                     if len(lines) >= limit:
                         return lines, pos
@@ -132,23 +370,26 @@ class SpoolReader:
         """Every record past the checkpoint, without moving it (start-up scans, not the hot path)."""
         pos = self.position
         while True:
-            records, pos = self.read(10_000, pos)
-            if not records:
+            records, after = self.read(10_000, pos)
+            if after == pos:
                 return
+            pos = after
             yield from records
 
     def commit(self, pos: Position) -> None:
-        """Records that everything before `pos` is safely elsewhere, and drops finished segments."""
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"segment": pos.segment, "offset": pos.offset}))
-        os.replace(tmp, self.checkpoint_path)
+        """Records that everything before `pos` is safely elsewhere."""
+        replace_file(self.checkpoint_path, json.dumps({"segment": pos.segment, "offset": pos.offset}).encode(),
+                     self.durable)
         self.position = pos
 
     def backlog_bytes(self) -> int:
         total = 0
         for number in _segments(self.folder):
             if number >= self.position.segment:
-                size = _segment_path(self.folder, number).stat().st_size
+                try:
+                    size = _segment_path(self.folder, number).stat().st_size
+                except FileNotFoundError:
+                    continue
                 total += size - (self.position.offset if number == self.position.segment else 0)
         return total
 
@@ -158,4 +399,10 @@ def remove_finished_segments(folder: Path, readers: list[SpoolReader], writer: S
     oldest = min(r.position.segment for r in readers)
     for number in _segments(folder):
         if number < oldest and number < writer.current_segment:
-            _segment_path(folder, number).unlink(missing_ok=True)
+            path = _segment_path(folder, number)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            writer.segment_removed(size)

@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from analytics.channels import source_sql
+from analytics.erasure import NOT_RESTRICTED
 from analytics.store import Store
 from analytics.visits import (HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage, coverage,
                               visit_rows_sql)
@@ -83,8 +84,10 @@ class StatsQuery:
         return {k: v for k, v in self.filters.items() if k in VISIT_FILTERS}
 
 
-RANGE = ("site = {site:String} AND timestamp >= toDateTime64({lo:DateTime64(3)}, 3, 'UTC') "
-         "AND timestamp < toDateTime64({hi:DateTime64(3)}, 3, 'UTC')")
+PERIOD = ("site = {site:String} AND timestamp >= toDateTime64({lo:DateTime64(3)}, 3, 'UTC') "
+          "AND timestamp < toDateTime64({hi:DateTime64(3)}, 3, 'UTC')")
+# The hits of a range: restricted visitors (GDPR art. 18) are left out of every statistic.
+RANGE = f"{PERIOD} AND {NOT_RESTRICTED}"
 
 
 def _hit_match(q: StatsQuery) -> str:
@@ -165,7 +168,8 @@ def _visit_rows(q: StatsQuery, cov: Coverage, value: str = "") -> str:
     columns = "visitor_hash, pageviews AS pv, duration_ms AS ms" + (f", {value}" if value else "")
     sql = f"""SELECT {columns} FROM {{db}}.visits
               WHERE site = {{site:String}} AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC')
-                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {cond}"""
+                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {cond}
+                AND {NOT_RESTRICTED}"""
     _, hi = q.bounds()
     if cov.until < hi.replace(tzinfo=None):
         # the hits of the 30 minutes before `until` tell which later hits continue a visit the table holds
@@ -413,7 +417,7 @@ def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
     rows = store.query_dicts(f"""
         SELECT toString(toDate(timestamp, {{tz:String}})) AS day, action, if(action = 'withdraw', 'withdraw', method) AS method,
                count() AS decisions, sum(analytics) AS analytics, sum(marketing) AS marketing, sum(preferences) AS preferences
-        FROM {{db}}.consents WHERE {RANGE} GROUP BY day, action, method""", params)
+        FROM {{db}}.consents WHERE {PERIOD} GROUP BY day, action, method""", params)
     per_day = {label: {m: 0 for m in (*CONSENT_METHODS, "withdraw")} for label in bucket_labels(q, "day")}
     totals = {k: 0 for k in ("decisions", "withdrawals", *CONSENT_METHODS, "analytics", "marketing", "preferences")}
     for r in rows:
@@ -431,7 +435,7 @@ def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
     people = store.query_dicts(f"""
         SELECT countIf(latest_analytics = 1) AS with_analytics, countIf(latest_analytics = 0) AS without_analytics
         FROM (SELECT cityHash64(consent_id) AS id, argMax(analytics * (action = 'grant'), timestamp) AS latest_analytics
-              FROM {{db}}.consents WHERE {RANGE} GROUP BY id)""", params)[0]
+              FROM {{db}}.consents WHERE {PERIOD} GROUP BY id)""", params)[0]
     decisions = totals["decisions"]
     seen, unseen = int(people["with_analytics"]), int(people["without_analytics"])
     return {
@@ -449,7 +453,8 @@ def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
 def realtime(store: Store, q: StatsQuery, limit: int = 10) -> dict[str, Any]:
     """Visitors and pageviews in the last 5 minutes and the pages they are on."""
     params = {**q.params(), "seconds": REALTIME_SECONDS, "limit": limit}
-    recent = f"site = {{site:String}} AND timestamp >= now64(3) - INTERVAL {{seconds:UInt32}} SECOND AND {_hit_match(q)}"
+    recent = (f"site = {{site:String}} AND timestamp >= now64(3) - INTERVAL {{seconds:UInt32}} SECOND "
+              f"AND {_hit_match(q)} AND {NOT_RESTRICTED}")
     totals = store.query_dicts(f"""SELECT uniqExact(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
                                    FROM {{db}}.events WHERE {recent}""", params)[0]
     pages = store.query_dicts(f"""SELECT path AS value, uniqExact(visitor_hash) AS visitors, count() AS pageviews

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 
-from analytics.schema import DERIVED_TABLES, MIGRATIONS, TABLES
+from analytics.schema import CONSENT_TABLES, DERIVED_TABLES, MIGRATIONS, TABLES
 
 log = logging.getLogger("consentgate.store")
 DATABASE = "consentgate"
@@ -51,13 +51,18 @@ def _to_datetime(value: Any) -> datetime:
 class Store:
     """Schema, inserts and reads of database `consentgate`. Thread-safe: chDB sessions are."""
 
-    def __init__(self, url: str, retention_days: int = 395, client: Any = None, database: str | None = None) -> None:
+    def __init__(self, url: str, retention_days: int = 395, client: Any = None, database: str | None = None,
+                 consent_retention_days: int = 1825) -> None:
         self.url = url
         self.retention_days = retention_days
+        self.consent_retention_days = consent_retention_days
         # One chDB path per process: tests that share a path give each test its own database.
         self.db = database or (DATABASE if url.startswith("chdb://") else (urlsplit(url).path.strip("/") or DATABASE))
         self._client = client
         self._lock = threading.Lock()
+        # durability = "machine": a part must be on disk before the spool forgets its records.
+        self.fsync_inserts = False
+        self.cluster = ""  # [gateway] cluster: migrations run ON CLUSTER (analytics/cluster.py)
 
     @property
     def client(self) -> Any:
@@ -72,41 +77,76 @@ class Store:
     def migrate(self) -> list[int]:
         """Applies the migrations not yet recorded; returns the versions applied."""
         c = self.client
-        c.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
-        c.command(
-            f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations "
-            "(version UInt32, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
-        )
+        for sql in (f"CREATE DATABASE IF NOT EXISTS {self.db}",
+                    f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations "
+                    "(version UInt32, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"):
+            for statement in self._cluster_form(sql):
+                c.command(statement)
         done = {row[0] for row in c.query(f"SELECT version FROM {self.db}.schema_migrations").result_rows}
         applied = []
         for version, statements in MIGRATIONS:
             if version in done:
                 continue
             for sql in statements:
-                c.command(sql.format(db=self.db, ttl_days=self.retention_days))
+                for statement in self._cluster_form(sql.format(db=self.db, ttl_days=self.retention_days,
+                                                               consent_ttl_days=self.ttl_days_of("banner_versions"))):
+                    c.command(statement)
             c.insert(f"{self.db}.schema_migrations", [[version]], column_names=["version"])
             applied.append(version)
             log.info("applied schema migration %d", version)
         self._apply_retention()
+        self._apply_insert_durability()
         return applied
 
+    def _cluster_form(self, statement: str) -> list[str]:
+        """The statement as it runs here: as is, or ON CLUSTER with replicated and Distributed tables."""
+        if not self.cluster:
+            return [statement]
+        from analytics.cluster import on_cluster
+
+        return on_cluster(statement, self.cluster)
+
+    def _apply_insert_durability(self) -> None:
+        """fsync every inserted part (and its directory) when the gateway promises machine-crash durability:
+        ClickHouse does not by default, and the spool drops records once they are inserted."""
+        flag = int(self.fsync_inserts)
+        for table in sorted({t for t, _, _ in TABLES.values()}):
+            engine = self.query_value(
+                "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                {"db": self.db, "t": table})
+            if engine is not None and f"fsync_after_insert = {flag}" not in engine and (flag or "fsync_after_insert" in engine):
+                self.client.command(f"ALTER TABLE {self.db}.{table} MODIFY SETTING "
+                                    f"fsync_after_insert = {flag}, fsync_part_directory = {flag}")
+
+    def ttl_days_of(self, table: str) -> int:
+        """How long a table keeps its rows: proof of consent for consent_retention_days, the rest for
+        retention_days. A banner version is re-recorded on its first use each day, so it gets one day
+        more than the decisions made on it."""
+        if table == "banner_versions":
+            return self.consent_retention_days + 1
+        return self.consent_retention_days if table in CONSENT_TABLES else self.retention_days
+
     def _apply_retention(self) -> None:
-        """Keeps each table's TTL equal to retention_days when the config changes it."""
-        want = f"INTERVAL {self.retention_days} DAY"
+        """Keeps each table's TTL equal to its configured retention when the config changes it."""
         for table in [t for t, _, _ in TABLES.values()] + list(DERIVED_TABLES):
+            days = self.ttl_days_of(table)
             engine = self.query_value(
                 "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
                 {"db": self.db, "t": table},
             )
-            if engine and want not in engine:
+            # ClickHouse shows the TTL as `toIntervalDay(N)`: compare that form, or every start would
+            # MODIFY TTL again and rewrite each table's parts.
+            if engine and f"toIntervalDay({days})" not in engine:
                 self.client.command(
-                    f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + {want}"
+                    f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"
                 )
 
     def insert(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
         """Inserts spooled records of one kind in one batch."""
         table, columns, _ = TABLES[kind]
-        rows = [[_to_datetime(r[c]) if c == "timestamp" else r[c] for c in columns] for r in records]
+        # Columns the records lack (added by a later migration) take the table's default, as in JSONEachRow.
+        columns = tuple(c for c in columns if records and c in records[0])
+        rows = [[_to_datetime(r[c]) if c in ("timestamp", "first_seen") else r[c] for c in columns] for r in records]
         try:
             self.client.insert(f"{self.db}.{table}", rows, column_names=list(columns))
         except StoreUnavailable:

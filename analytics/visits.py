@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from analytics.channels import source_sql
+from analytics.erasure import NOT_RESTRICTED
 from analytics.store import Store
 
 log = logging.getLogger("consentgate.visits")
@@ -107,7 +108,7 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
     # Hits from 30 minutes before: a visit already running at midnight belongs to the day before.
     # Hits up to a day after: a visit that crosses midnight keeps all its hits.
     window = ("site = {site:String} AND timestamp >= toDateTime64({lo:DateTime64(3)}, 3, 'UTC') - INTERVAL 30 MINUTE "
-              "AND timestamp < toDateTime64({hi:DateTime64(3)}, 3, 'UTC') + INTERVAL 1 DAY")
+              f"AND timestamp < toDateTime64({{hi:DateTime64(3)}}, 3, 'UTC') + INTERVAL 1 DAY AND {NOT_RESTRICTED}")
     params = {"site": site, "lo": lo, "hi": hi, "until": until, "build": build, "first": first, "last": last}
     inside = ("timestamp >= toDateTime64({lo:DateTime64(3)}, 3, 'UTC') "
               "AND timestamp < toDateTime64({until:DateTime64(3)}, 3, 'UTC')")
@@ -119,7 +120,7 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
                       SELECT site, toStartOfHour(timestamp) AS hour, d.1 AS dimension, d.2 AS value,
                              countIf(dimension != '' OR type = 'pageview'), {SKETCH_STATE}(visitor_hash), {{build:UInt64}}
                       FROM {{db}}.events ARRAY JOIN [{dimensions}] AS d
-                      WHERE site = {{site:String}} AND {inside}
+                      WHERE site = {{site:String}} AND {inside} AND {NOT_RESTRICTED}
                         AND (dimension = '' OR (dimension = 'event') = (type = 'event'))
                       GROUP BY site, hour, dimension, value""", params)
     now = datetime.now(timezone.utc).replace(tzinfo=None)

@@ -8,10 +8,11 @@ already holds and inserts only the rest: replays never store a record twice.
 from __future__ import annotations
 
 import logging
+import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -43,7 +44,7 @@ class BatchWriter:
     ) -> None:
         self.store = store
         self.spool = spool
-        self.reader = SpoolReader(spool.folder, "store")
+        self.reader = SpoolReader(spool.folder, "store", durable=spool.commit.durable)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.on_batch = on_batch
@@ -84,6 +85,12 @@ class BatchWriter:
         """Moves one batch from the spool into the store; returns how many records it held."""
         with self._flush_lock:
             return self._flush_batch()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Holds the writer between two batches (no batch in flight) while the caller rewrites the spool."""
+        with self._flush_lock:
+            yield
 
     def flush_pending(self) -> None:
         """Writes everything spooled so far (privacy requests need the latest records in the store)."""

@@ -110,7 +110,9 @@
   }
 
   function decide(choices, method) {
-    var body = {choices: choices, method: method, language: lang};
+    // Proof of what was shown and where: the hash of this language's banner, and the page without query or fragment.
+    var body = {choices: choices, method: method, language: lang, banner_version: C.versions[lang],
+      page: (location.origin + location.pathname).slice(0, 2048)};
     if (stored.token) body.consent = stored.token; // keeps the visitor's consent id across decisions
     hide();
     return send("/consent", body)

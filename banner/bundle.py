@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,22 @@ FALLBACK_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
+class BannerVersion:
+    """Exactly what the banner shows in one language (texts, categories, cookies, vendors, policy),
+    named by the hash the banner sends with each decision: proof of the wording a visitor saw."""
+
+    hash: str
+    language: str
+    content: str  # canonical JSON of what was shown; hashed as is
+
+
+@dataclass(frozen=True)
 class BannerBundle:
     js: bytes
     gzip: bytes
     brotli: bytes | None
     etag: str
+    versions: dict[str, BannerVersion] = field(default_factory=dict)  # hash -> version, one per language
 
 
 @dataclass(frozen=True)
@@ -78,19 +89,40 @@ def banner_config(site: SiteConfig, shipped: dict[str, dict[str, str]]) -> dict[
     }
 
 
+def shown_versions(config: dict[str, Any]) -> dict[str, BannerVersion]:
+    """One version per language, built from the very config object the bundle inlines: everything
+    the banner renders in that language (its `controller` fallback is the page's host, kept as `page`)."""
+    versions = {}
+    for language, texts in config["texts"].items():
+        shown = {
+            "site": config["site"], "language": language, "texts": texts,
+            "categories": ["necessary", *CATEGORIES], "cookies": config["cookies"], "vendors": config["vendors"],
+            "controller": config["controller"], "policy_version": config["policy_version"],
+            "policy_url": config["policy_url"],
+        }
+        content = json.dumps(shown, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:32]  # 128 bits: no collisions in practice
+        versions[digest] = BannerVersion(digest, language, content)
+    return versions
+
+
 def _js_literal(value: Any) -> str:
     # Compact JSON is a JavaScript literal; "<\/" keeps a "</script>" in a text from ending an inline copy.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
 
 
 def build_bundle(site: SiteConfig, source: BannerSource) -> BannerBundle:
+    config = banner_config(site, source.texts)
+    versions = shown_versions(config)
+    config["versions"] = {v.language: v.hash for v in versions.values()}  # the banner sends the one it showed
     js = (source.js.replace("CONSENTGATE_CSS", _js_literal(source.css))
-          .replace("CONSENTGATE_CONFIG", _js_literal(banner_config(site, source.texts)))).encode("utf-8")
+          .replace("CONSENTGATE_CONFIG", _js_literal(config))).encode("utf-8")
     return BannerBundle(
         js=js,
         gzip=gzip.compress(js, compresslevel=9, mtime=0),
         brotli=brotli.compress(js, quality=11) if brotli is not None else None,
         etag='W/"' + hashlib.sha256(js).hexdigest()[:20] + '"',
+        versions=versions,
     )
 
 

@@ -123,7 +123,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: run scripts/setup (it installs Debian's wrk)")
     work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
-    config = write_config(work, gateway={"trusted_proxies": ["127.0.0.1/32"], "flush_interval": float(os.environ.get("CG_FLUSH", "1.0"))},
+    config = write_config(work, gateway={"trusted_proxies": ["127.0.0.1/32"], "consent_rate_per_minute": 1_000_000, "flush_interval": float(os.environ.get("CG_FLUSH", "1.0"))},
                           sites={"bench": {"origins": ["https://www.example.com"]}})
     gw_port, bare_port = free_port(), free_port()
     py = sys.executable

@@ -36,7 +36,7 @@ from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 
 SITE = "bench"
-TOKEN = "bench-token"
+TOKEN = "bench-stats-token-0123456789"
 TZ = "Europe/Amsterdam"
 TARGETS_MS = {"summary": 150, "timeseries": 150, "breakdown": 300, "dashboard page": 1000}
 DASHBOARD_BREAKDOWNS = ("page", "source", "country", "browser", "event")
@@ -44,7 +44,7 @@ DASHBOARD_BREAKDOWNS = ("page", "source", "country", "browser", "event")
 
 def build_app(store_path: Path):
     config = parse_config({
-        "gateway": {"secret_key": "bench-secret-key-0123456789", "store": f"chdb://{store_path}", "stats_tokens": [TOKEN]},
+        "gateway": {"secret_key": "bench-secret-key-0123456789abcdefghij", "store": f"chdb://{store_path}", "stats_tokens": [TOKEN]},
         "sites": {SITE: {"origins": ["https://www.example.com"], "timezone": TZ}},
     }, store_path.parent)
     return create_app(config)

@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from gateway import consent, ops, privacy, stats_api
+from gateway import admin_api, consent, consents_api, cookies, ops, privacy, stats_api
 from gateway.banner_script import banner_script
 from gateway.collect.endpoint import CollectEndpoint
 from gateway.config import GatewayConfig
@@ -17,7 +17,9 @@ from gateway.errors import EXCEPTION_HANDLERS
 from gateway.middleware.accesslog import AccessLogMiddleware
 from gateway.middleware.cors import SiteCORSMiddleware
 from gateway.openapi import openapi_json
+from gateway.ratelimit import NetworkLimiter
 from gateway.services import Services, build_services
+from gateway.stats_auth import TokenAuth
 
 
 def create_app(config: GatewayConfig, services: Services | None = None) -> Starlette:
@@ -40,7 +42,18 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/s/{site}/consent", consent.withdraw_consent, methods=["DELETE"]),
         Route("/s/{site}/privacy/me", privacy.export_my_data, methods=["GET"]),
         Route("/s/{site}/privacy/me", privacy.erase_my_data, methods=["DELETE"]),
+        Route("/s/{site}/privacy/me/restrict", privacy.restrict_my_data, methods=["POST"]),
+        Route("/s/{site}/privacy/me/restrict", privacy.lift_my_restriction, methods=["DELETE"]),
+        Route("/s/{site}/cookies", cookies.declaration_page, methods=["GET"]),
+        Route("/s/{site}/cookies.json", cookies.declaration_json, methods=["GET"]),
+        Route("/s/{site}/cookies.js", cookies.declaration_script, methods=["GET"]),
+        Route("/s/{site}/cookies-page.js", cookies.page_script, methods=["GET"]),
+        Route("/api/admin/{site}/visitors/{consent_id}", admin_api.export_visitor_data, methods=["GET"]),
+        Route("/api/admin/{site}/visitors/{consent_id}", admin_api.erase_visitor_data, methods=["DELETE"]),
+        Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.restrict_visitor, methods=["POST"]),
+        Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.lift_restriction, methods=["DELETE"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
+        Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/api/stats/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/stats/sites", stats_api.list_sites, methods=["GET"]),
@@ -49,6 +62,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/api/stats/{site}/breakdown/{dimension}", stats_api.breakdown, methods=["GET"]),
         Route("/api/stats/{site}/consent", stats_api.consent, methods=["GET"]),
         Route("/api/stats/{site}/realtime", stats_api.realtime, methods=["GET"]),
+        Route("/api/consents/{site}", consents_api.export_consents, methods=["GET"]),
         Route("/dashboard", dashboard.dashboard, methods=["GET"]),
         Route("/dashboard/login", dashboard.login, methods=["POST"]),
         Route("/dashboard/logout", dashboard.logout, methods=["POST"]),
@@ -60,4 +74,6 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.services = services
+    app.state.token_auth = TokenAuth(config)  # stats/metrics tokens, dashboard sessions, failed-check limit
+    app.state.consent_rate = NetworkLimiter(config.consent_rate_per_minute)  # consent, withdraw, erase
     return app

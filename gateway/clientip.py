@@ -10,9 +10,16 @@ import socket
 from functools import lru_cache
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"  # ::ffff:a.b.c.d
+_COMPATIBLE_PREFIX = b"\x00" * 12  # ::a.b.c.d (deprecated IPv4-compatible form)
+_6TO4_PREFIX = b"\x20\x02"  # 2002:AABB:CCDD::/48 carries the IPv4 AA.BB.CC.DD
+_TEREDO_PREFIX = b"\x20\x01\x00\x00"  # 2001::/32: the client's IPv4 is the last 32 bits, inverted
+_NAT64_PREFIX = b"\x00\x64\xff\x9b" + b"\x00" * 8  # 64:ff9b::/96 (RFC 6052): IPv4 in the last 32 bits
+_NAT64_LOCAL_PREFIX = b"\x00\x64\xff\x9b\x00\x01"  # 64:ff9b:1::/48 (RFC 8215), used here with a /96 layout
+_FORWARDED_FOR = b"x-forwarded-for"
 
 
 def _packed(ip: str) -> bytes | None:
@@ -28,11 +35,32 @@ def _packed(ip: str) -> bytes | None:
     return packed[12:] if packed.startswith(_MAPPED_PREFIX) else packed
 
 
+def embedded_ipv4(packed: bytes) -> bytes | None:
+    """The IPv4 address an IPv6 address carries (6to4, Teredo client, NAT64, IPv4-compatible), or None.
+    Its /48 alone would keep the whole IPv4 address for 6to4, so these are cut as IPv4."""
+    if packed.startswith(_6TO4_PREFIX):
+        return packed[2:6]
+    if packed.startswith(_TEREDO_PREFIX):
+        return bytes(b ^ 0xFF for b in packed[12:])
+    if packed.startswith(_NAT64_PREFIX):
+        return packed[12:]
+    if packed.startswith(_NAT64_LOCAL_PREFIX):
+        # Only the /96 layout is recognisable; with a longer prefix the IPv4 sits in bytes 6-12,
+        # beyond the /48 cut, so the /48 then keeps none of it.
+        return packed[12:] if packed[6:12] == b"\x00" * 6 else None
+    if packed.startswith(_COMPATIBLE_PREFIX) and packed[12] != 0:
+        return packed[12:]  # ::1 and :: (first byte 0) stay IPv6: their /48 is ::
+    return None
+
+
 def truncate_ip(ip: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48; anything unparsable to ''. Never returns the full address."""
+    """IPv4 to its /24, IPv6 to its /48, an IPv4 carried in IPv6 to its IPv4 /24;
+    anything unparsable to ''. Never returns the full address."""
     packed = _packed(ip)
     if packed is None:
         return ""
+    if len(packed) == 16:
+        packed = embedded_ipv4(packed) or packed
     if len(packed) == 4:
         return socket.inet_ntop(socket.AF_INET, packed[:3] + b"\x00")
     return socket.inet_ntop(socket.AF_INET6, packed[:6] + b"\x00" * 10)
@@ -57,7 +85,7 @@ _TRUSTED_PEERS: dict[tuple[str, tuple[Network, ...]], bool] = {}
 
 def _is_trusted_peer(peer: str, trusted_proxies: tuple[Network, ...]) -> bool:
     # Behind a proxy the peer is the same few proxy addresses on every hit: remember those.
-    # Only trusted (proxy) addresses are remembered, never a client's.
+    # Only trusted (proxy) addresses are remembered, never a client's; at most 256 (~40 KB).
     if (peer, trusted_proxies) in _TRUSTED_PEERS:
         return True
     trusted = _in(peer, trusted_proxies)
@@ -66,18 +94,31 @@ def _is_trusted_peer(peer: str, trusted_proxies: tuple[Network, ...]) -> bool:
     return trusted
 
 
+def client_ip_of(scope: Scope, trusted_proxies: tuple[Network, ...]) -> str:
+    """The client address of an ASGI request, the same way on every route: the socket peer; or,
+    when the peer is a trusted proxy, the right-most X-Forwarded-For hop that is not itself a
+    trusted proxy, reading every X-Forwarded-For header line in order as one list."""
+    peer = scope["client"][0] if scope.get("client") else ""
+    if not trusted_proxies or not _is_trusted_peer(peer, trusted_proxies):
+        return peer
+    forwarded = ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == _FORWARDED_FOR)
+    return client_ip_from(peer, forwarded, trusted_proxies)
+
+
 def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str:
-    """The socket peer; or, when the peer is a trusted proxy, the right-most X-Forwarded-For
-    address that is not itself a trusted proxy (left-most entries can be forged by anyone)."""
-    peer = request.client.host if request.client else ""
-    return client_ip_from(peer, request.headers.get("x-forwarded-for", ""), trusted_proxies)
+    return client_ip_of(request.scope, trusted_proxies)
 
 
 def client_ip_from(peer: str, forwarded: str, trusted_proxies: tuple[Network, ...]) -> str:
+    """The right-most hop of a trusted peer's X-Forwarded-For list that is not a trusted proxy.
+    Left-most entries can be forged by anyone. A hop that is no IP address ("unknown", a port,
+    junk) means the chain cannot be followed further: the peer is the best address known."""
     if not trusted_proxies or not _is_trusted_peer(peer, trusted_proxies):
         return peer
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
+        if _packed(hop) is None:
+            return peer
         if not _in(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer

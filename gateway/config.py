@@ -3,13 +3,32 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 SECRET_ENV = "CONSENTGATE_SECRET_KEY"
+MIN_SECRET_LENGTH = 32
+MIN_TOKEN_LENGTH = 24  # stats and metrics tokens
+MIN_ADMIN_TOKEN_LENGTH = 32  # admin tokens read and erase visitors' data
+MAKE_SECRET = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Secrets printed in consentgate's README, docs and examples (and earlier versions of them): anyone can
+# read them, and a gateway running on one accepts forged tokens. tests/test_security_auth.py checks that
+# every secret_key shown in README.md, docs/ and examples/ is refused.
+PUBLIC_SECRETS = frozenset({
+    "change-me",
+    "change-me-to-32-random-characters",
+    "dev-only-secret-change-me-please",
+    "replace-me-with-the-output-of-secrets.token_urlsafe(32)",
+})
+_PLACEHOLDER_WORDS = re.compile(r"change-?me|replace-?me", re.IGNORECASE)
+# Characters that never belong in a config URL and could break out of an HTML attribute or a header.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")
+DEFAULT_CONSENT_RATE = 600  # consent, withdraw and erase requests per client network per minute
 VENDOR_TYPES = ("webhook", "ga4", "meta_capi")
 CATEGORIES = ("preferences", "analytics", "marketing")
 # Hit fields a vendor may be sent (`fields = [...]`); event id, type, name and time always go.
@@ -44,6 +63,21 @@ class VendorConfig:
     retry_hours: float = 72.0  # a hit still undelivered after this long is dropped as expired
     breaker_failures: int = 5  # consecutive failures that open the circuit breaker
     breaker_reset: float = 30.0  # seconds the breaker stays open before one probe
+    max_outbox_bytes: int = 256 * 1024 * 1024  # past this, the oldest undelivered hits are dropped (dropped_full)
+    purpose: dict[str, str] = field(default_factory=dict)  # language -> why it gets hits (cookie declaration)
+    privacy_url: str = ""  # the vendor's privacy statement (cookie declaration)
+
+
+@dataclass(frozen=True)
+class CookieConfig:
+    """One cookie (or prefix, e.g. `_ga_*`) of the detailed form `[[sites.NAME.cookie]]`: the cookie declaration."""
+
+    name: str
+    category: str  # necessary or one of CATEGORIES
+    purpose: dict[str, str] = field(default_factory=dict)  # language -> text
+    lifetime: str = ""  # as told to visitors, e.g. "2 years", "session"
+    party: str = "first"  # first or third
+    provider: str = ""  # who sets it, for a third-party cookie
 
 
 @dataclass(frozen=True)
@@ -57,7 +91,9 @@ class SiteConfig:
     consent_mode: bool = False  # Google Consent Mode v2 signals
     reopen_position: str = "bottom-left"  # or bottom-right, hidden
     timezone: str = "Europe/Amsterdam"
+    stats_tokens: tuple[str, ...] = ()  # read only this site's statistics
     cookies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # category -> cookie names
+    cookie_details: tuple[CookieConfig, ...] = ()  # [[sites.NAME.cookie]]: purpose, lifetime, party
     texts: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> key -> text
     vendors: tuple[VendorConfig, ...] = ()
 
@@ -69,14 +105,24 @@ class GatewayConfig:
     data_dir: Path
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     geoip_db: Path | None = None
-    stats_tokens: tuple[str, ...] = ()
+    stats_tokens: tuple[str, ...] = ()  # read every site's statistics
+    metrics_token: str = ""  # when set, /metrics needs it as a Bearer token
+    admin_tokens: tuple[str, ...] = ()  # Bearer tokens of the admin API (privacy requests by e-mail); none: it is off
+    consent_rate_per_minute: int = DEFAULT_CONSENT_RATE
+    secret_source: str = "file"  # or "env": where the newest secret key came from
     retention_days: int = 395
     consent_max_age_days: int = 182
+    consent_retention_days: int = 1825  # consents and banner_versions: proof outlives page views (docs/privacy.md)
     max_body_bytes: int = 64 * 1024
     batch_size: int = 5000
     flush_interval: float = 1.0
     public_url: str = ""  # how browsers reach the gateway; default: the request's own origin
     access_log: str = "errors"  # errors (4xx/5xx only), all, off; nginx in front usually logs every request
+    durability: str = "machine"  # machine: a 2xx waits for fdatasync (group commit); process: write() only
+    commit_interval_ms: float = 2.0  # the least time between two group-commit flushes
+    max_spool_bytes: int = 1024 ** 3  # spool on disk past this: collect and consent answer 503
+    cluster: str = ""  # a ClickHouse cluster name: migrations ON CLUSTER, Distributed tables (analytics/cluster.py)
+    revocation_sync_interval: float = 0.0  # seconds between reads of other gateways' decisions; 0: off
     sites: dict[str, SiteConfig] = field(default_factory=dict)
 
     @property
@@ -126,8 +172,99 @@ class _Reader:
 
 def _check_url(url: str, key: str, problems: list[str], schemes: tuple[str, ...] = ("http", "https")) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.netloc:
-        problems.append(f"{key}: expected an {' or '.join(schemes)} URL, got {url!r}")
+    if parts.scheme not in schemes or not parts.netloc or _URL_FORBIDDEN.search(url):
+        problems.append(f"{key}: expected an {' or '.join(schemes)} URL without spaces, quotes or angle brackets, "
+                        f"got {url!r}")
+
+
+def _check_token(token: str, key: str, problems: list[str]) -> None:
+    if len(token) < MIN_TOKEN_LENGTH:
+        problems.append(f"{key}: too short ({len(token)} characters): a token needs at least {MIN_TOKEN_LENGTH} "
+                        f"random characters; make one with {MAKE_SECRET}")
+    elif _PLACEHOLDER_WORDS.search(token):
+        problems.append(f"{key}: this is the placeholder of an example config: make a token with {MAKE_SECRET}")
+
+
+def _check_secret(secret: str, key: str, problems: list[str]) -> None:
+    if len(secret) < MIN_SECRET_LENGTH:
+        problems.append(f"{key}: too short ({len(secret)} characters): use at least {MIN_SECRET_LENGTH} random "
+                        f"characters; make one with {MAKE_SECRET}")
+    elif secret in PUBLIC_SECRETS or _PLACEHOLDER_WORDS.search(secret):
+        problems.append(f"{key}: this is a published example value, so anyone could forge consent tokens with it: "
+                        f"make your own with {MAKE_SECRET}")
+
+
+def _secret_keys(gw: _Reader, env: Mapping[str, str], problems: list[str]) -> tuple[tuple[str, ...], str]:
+    """Every secret key, newest last, and where the newest came from. The environment wins over the file:
+    an operator who sets it must not run, unknowingly, on a secret copied into a config file."""
+    from_file = gw.get("secret_key", str, "")
+    from_env = env.get(SECRET_ENV, "")
+    old = gw.str_list("old_secret_keys")
+    for i, key in enumerate(old):
+        _check_secret(key, f"gateway.old_secret_keys[{i}]", problems)
+    if from_env:
+        _check_secret(from_env, f"{SECRET_ENV} (environment variable)", problems)
+        return (*old, from_env), "env"
+    if not from_file:
+        problems.append(f"gateway.secret_key: missing: set the {SECRET_ENV} environment variable (or secret_key in "
+                        f"the config) to at least {MIN_SECRET_LENGTH} random characters; make one with {MAKE_SECRET}")
+    else:
+        _check_secret(from_file, "gateway.secret_key", problems)
+    return (*old, from_file), "file"
+
+
+def _texts_by_language(r: _Reader, key: str, path: str, problems: list[str]) -> dict[str, str]:
+    """A text in several languages: `key = {nl = "...", en = "..."}`, `key_nl = "..."`, or one plain
+    string (for every language, under "")."""
+    out: dict[str, str] = {}
+    value = r.get(key, (str, dict), None)
+    if isinstance(value, str):
+        out[""] = value
+    elif isinstance(value, dict):
+        for lang, text in value.items():
+            if not isinstance(text, str) or not lang.isalpha() or len(lang) > 8:
+                problems.append(f"{path}.{key}.{lang}: expected a text in the language {lang!r}, like {key} = "
+                                f"{{nl = \"...\", en = \"...\"}}")
+                continue
+            out[lang] = text
+    for name in [k for k in r.table if k.startswith(f"{key}_")]:
+        lang = name[len(key) + 1:]
+        text = r.get(name, str, None)
+        if text is not None and lang.isalpha() and len(lang) <= 8:
+            out[lang] = text
+        elif text is not None:
+            problems.append(f"{path}.{name}: unknown key (a language code follows '{key}_', like {key}_nl)")
+    for lang, text in out.items():
+        if len(text) > 1000:
+            problems.append(f"{path}.{key}{'.' + lang if lang else ''}: longer than 1000 characters")
+    return out
+
+
+def _cookie(raw: Any, path: str, problems: list[str]) -> CookieConfig | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a table with name, category, purpose, lifetime, party")
+        return None
+    r = _Reader(raw, path, problems)
+    cookie = CookieConfig(
+        name=r.get("name", str, "", required=True),
+        category=r.get("category", str, "", required=True),
+        purpose=_texts_by_language(r, "purpose", path, problems),
+        lifetime=r.get("lifetime", str, ""),
+        party=r.get("party", str, "first"),
+        provider=r.get("provider", str, ""),
+    )
+    r.finish()
+    if cookie.category and cookie.category not in ("necessary", *CATEGORIES):
+        problems.append(f"{path}.category: expected one of necessary, {', '.join(CATEGORIES)}, got {cookie.category!r}")
+    if cookie.party not in ("first", "third"):
+        problems.append(f"{path}.party: expected first or third, got {cookie.party!r}")
+    if not cookie.purpose and "purpose" not in raw:
+        problems.append(f"{path}.purpose: missing (required): say why the cookie is set, e.g. purpose = "
+                        f"{{nl = \"...\", en = \"...\"}}")
+    for key, value in (("name", cookie.name), ("lifetime", cookie.lifetime), ("provider", cookie.provider)):
+        if len(value) > 200:
+            problems.append(f"{path}.{key}: longer than 200 characters")
+    return cookie
 
 
 def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
@@ -157,7 +294,12 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
         retry_hours=float(r.get("retry_hours", (int, float), 72.0)),
         breaker_failures=r.get("breaker_failures", int, 5),
         breaker_reset=float(r.get("breaker_reset", (int, float), 30.0)),
+        max_outbox_bytes=r.get("max_outbox_bytes", int, 256 * 1024 * 1024),
+        purpose=_texts_by_language(r, "purpose", path, problems),
+        privacy_url=r.get("privacy_url", str, ""),
     )
+    if vendor.privacy_url:  # it becomes a link in the cookie declaration
+        _check_url(vendor.privacy_url, f"{path}.privacy_url", problems)
     r.finish()
     if category not in CATEGORIES:
         problems.append(f"{path}.category: expected one of {', '.join(CATEGORIES)}, got {category!r}")
@@ -172,6 +314,8 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
     for key in ("retry_initial", "retry_max", "retry_hours", "breaker_reset"):
         if getattr(vendor, key) <= 0:
             problems.append(f"{path}.{key}: must be > 0")
+    if vendor.max_outbox_bytes < 1024 * 1024:
+        problems.append(f"{path}.max_outbox_bytes: must be at least 1048576 (1 MiB)")
     if vendor.max_concurrency < 1 or vendor.breaker_failures < 1:
         problems.append(f"{path}: max_concurrency and breaker_failures must be >= 1")
     for key in {"ga4": ("measurement_id", "api_secret"), "meta_capi": ("pixel_id", "access_token")}.get(vtype, ()):
@@ -213,6 +357,10 @@ def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
             problems.append(f"{path}.texts.{lang}: expected a table of strings")
             continue
         texts[lang] = dict(table)
+    stats_tokens = r.str_list("stats_tokens")
+    for i, token in enumerate(stats_tokens):
+        _check_token(token, f"{path}.stats_tokens[{i}]", problems)
+    cookie_details = [_cookie(c, f"{path}.cookie[{i}]", problems) for i, c in enumerate(r.get("cookie", list, []))]
     vendors_raw = r.get("vendors", list, [])
     vendors = [_vendor(v, f"{path}.vendors[{i}]", problems) for i, v in enumerate(vendors_raw)]
     site = SiteConfig(
@@ -225,13 +373,17 @@ def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
         consent_mode=r.get("consent_mode", bool, False),
         reopen_position=r.get("reopen_position", str, "bottom-left"),
         timezone=r.get("timezone", str, "Europe/Amsterdam"),
+        stats_tokens=stats_tokens,
         cookies=cookies,
+        cookie_details=tuple(c for c in cookie_details if c is not None),
         texts=texts,
         vendors=tuple(v for v in vendors if v is not None),
     )
     r.finish()
     if policy_version < 1:
         problems.append(f"{path}.policy_version: must be >= 1")
+    if site.policy_url:  # it becomes a link in the banner: a javascript: URL would run there
+        _check_url(site.policy_url, f"{path}.policy_url", problems)
     if site.reopen_position not in ("bottom-left", "bottom-right", "hidden"):
         problems.append(f"{path}.reopen_position: expected bottom-left, bottom-right or hidden")
     names = [v.name for v in site.vendors]
@@ -246,12 +398,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
     problems: list[str] = []
     top = _Reader(raw, "", problems)
     gw = _Reader(top.get("gateway", dict, {}, required=True), "gateway", problems)
-    secret = gw.get("secret_key", str, "") or env.get(SECRET_ENV, "")
-    old = gw.str_list("old_secret_keys")
-    if not secret:
-        problems.append(f"gateway.secret_key: missing: set it in the config or in the {SECRET_ENV} environment variable")
-    elif len(secret) < 16:
-        problems.append("gateway.secret_key: too short: use at least 16 random characters")
+    secret_keys, secret_source = _secret_keys(gw, env, problems)
     data_dir = base_dir / "consentgate-data"
     store = gw.get("store", str, "")
     if not store:
@@ -277,28 +424,70 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
     if geoip_path is not None and not geoip_path.is_file():
         problems.append(f"gateway.geoip_db: no such file: {geoip_path}")
     config = GatewayConfig(
-        secret_keys=(*old, secret),
+        secret_keys=secret_keys,
+        secret_source=secret_source,
         store=store,
         data_dir=data_dir,
         trusted_proxies=tuple(proxies),
         geoip_db=geoip_path,
         stats_tokens=gw.str_list("stats_tokens"),
+        metrics_token=gw.get("metrics_token", str, ""),
+        admin_tokens=gw.str_list("admin_tokens"),
+        consent_rate_per_minute=gw.get("consent_rate_per_minute", int, DEFAULT_CONSENT_RATE),
         retention_days=gw.get("retention_days", int, 395),
         consent_max_age_days=gw.get("consent_max_age_days", int, 182),
+        consent_retention_days=gw.get("consent_retention_days", int, 1825),
         max_body_bytes=gw.get("max_body_bytes", int, 64 * 1024),
         batch_size=gw.get("batch_size", int, 5000),
         flush_interval=float(gw.get("flush_interval", (int, float), 1.0)),
         public_url=gw.get("public_url", str, "").rstrip("/"),
         access_log=gw.get("access_log", str, "errors"),
+        durability=gw.get("durability", str, "machine"),
+        commit_interval_ms=float(gw.get("commit_interval_ms", (int, float), 2.0)),
+        max_spool_bytes=gw.get("max_spool_bytes", int, 1024 ** 3),
+        cluster=gw.get("cluster", str, ""),
+        # A server store is shared by several workers or gateways: each must hear the others' withdrawals.
+        revocation_sync_interval=float(gw.get("revocation_sync_interval", (int, float),
+                                              0.0 if store.startswith("chdb://") else 0.5)),
         sites={},
     )
     gw.finish()
+    if config.durability not in ("machine", "process"):
+        problems.append(f"gateway.durability: expected machine (a 2xx waits until the record is on disk) or process, "
+                        f"got {config.durability!r}")
+    if not 0 <= config.commit_interval_ms <= 1000:
+        problems.append("gateway.commit_interval_ms: must be between 0 and 1000")
+    if config.cluster and (config.store.startswith("chdb://") or not config.cluster.replace("_", "").isalnum()):
+        problems.append(f"gateway.cluster: needs a ClickHouse server store (http(s)://) and a name of letters, digits "
+                        f"and '_' as in the server's remote_servers, got {config.cluster!r}")
+    if not 0 <= config.revocation_sync_interval <= 1.0:
+        problems.append("gateway.revocation_sync_interval: must be between 0 (off) and 1 second: withdrawals must "
+                        "reach every gateway within 2 seconds")
+    if config.max_spool_bytes < 1024 * 1024:
+        problems.append("gateway.max_spool_bytes: must be at least 1048576 (1 MiB)")
+    for i, token in enumerate(config.stats_tokens):
+        _check_token(token, f"gateway.stats_tokens[{i}]", problems)
+    if config.metrics_token:
+        _check_token(config.metrics_token, "gateway.metrics_token", problems)
+    for i, token in enumerate(config.admin_tokens):
+        if len(token) < MIN_ADMIN_TOKEN_LENGTH:  # it reads and erases any visitor's data
+            problems.append(f"gateway.admin_tokens[{i}]: too short ({len(token)} characters): an admin token needs at "
+                            f"least {MIN_ADMIN_TOKEN_LENGTH} random characters; make one with {MAKE_SECRET}")
+    if config.consent_rate_per_minute < 1:
+        problems.append("gateway.consent_rate_per_minute: must be >= 1 (consent, withdraw and erase requests per "
+                        "client network per minute)")
+    if config.public_url:
+        _check_url(config.public_url, "gateway.public_url", problems)
     if config.access_log not in ("errors", "all", "off"):
         problems.append(f"gateway.access_log: expected errors, all or off, got {config.access_log!r}")
     if config.retention_days < 1:
         problems.append("gateway.retention_days: must be >= 1")
     if not 1 <= config.consent_max_age_days <= 395:
         problems.append("gateway.consent_max_age_days: must be between 1 and 395")
+    elif config.consent_retention_days < config.consent_max_age_days:
+        # A decision must stay provable for as long as its token can be relied on.
+        problems.append(f"gateway.consent_retention_days: must be at least consent_max_age_days "
+                        f"({config.consent_max_age_days}): proof of consent is kept as long as the consent is used")
     sites_raw = top.get("sites", dict, {})
     if not sites_raw:
         problems.append("sites: no site configured: add a [sites.NAME] table with origins = [...]")

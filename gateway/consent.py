@@ -14,11 +14,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.banner_versions import UNKNOWN_VERSION, decision_proof
 from gateway.bodies import optional_str, read_json_object
 from gateway.clientip import client_ip, is_https, truncate_ip
-from gateway.collect.useragent import parse_user_agent
+from gateway.collect.useragent import edge_user_agent, parse_user_agent
 from gateway.config import CATEGORIES, SiteConfig
-from gateway.errors import GatewayError, bad_request, unknown_site
+from gateway.errors import GatewayError, bad_request, spool_full, unknown_site
+from gateway.ratelimit import limit_consent_rate
+from gateway.revocations import revocation_at
 from gateway.services import Services
 from gateway.tokens import ConsentToken, TokenInvalid
 
@@ -33,7 +36,9 @@ def site_for(request: Request, services: Services) -> SiteConfig:
     if site is None:
         raise unknown_site(name)
     origin = request.headers.get("origin", "")
-    if origin and origin not in site.origins:
+    # The gateway's own pages (the cookie declaration's "change my choice") call it same-origin.
+    own = (f"{request.url.scheme}://{request.url.netloc}", services.config.public_url)
+    if origin and origin not in site.origins and origin not in own:
         raise GatewayError(403, "bad_origin", f"origin {origin[:100]!r} is not configured for site {site.name!r}")
     return site
 
@@ -108,8 +113,9 @@ def _parse_choices(body: dict[str, Any]) -> dict[str, bool]:
 
 
 def consent_row(services: Services, request: Request, site: SiteConfig, consent_id: str, action: str,
-                 method: str, choices: dict[str, bool], language: str, now_ms: int) -> dict[str, Any]:
-    ua = parse_user_agent(request.headers.get("user-agent", ""))
+                 method: str, choices: dict[str, bool], language: str, now_ms: int,
+                 proof: dict[str, str] | None = None) -> dict[str, Any]:
+    ua = parse_user_agent(edge_user_agent(request.headers.get("user-agent", "")))
     return {
         "kind": "consent",
         "record_id": str(uuid.uuid4()),
@@ -125,20 +131,32 @@ def consent_row(services: Services, request: Request, site: SiteConfig, consent_
         "browser": ua.browser,
         "os": ua.os,
         "gpc": int(request.headers.get("sec-gpc", "") == "1"),
+        **(proof or {"banner_version": UNKNOWN_VERSION, "page": ""}),  # what the visitor saw, and where
     }
 
 
-def record_withdrawal(services: Services, request: Request, site: SiteConfig, consent_id: str, method: str,
-                      language: str = "") -> None:
-    """Logs a withdrawal (proof, like a grant) and revokes every token of the consent id issued before it."""
-    now_ms = int(time.time() * 1000)
-    services.spool.append(consent_row(services, request, site, consent_id, "withdraw", method,
-                                      {c: False for c in CATEGORIES}, language, now_ms))
-    services.revocations.revoke(consent_id, now_ms)
+def refuse_when_spool_full(services: Services) -> None:
+    """A decision that cannot be kept is refused (503), never acknowledged and lost."""
+    if services.spool_full():
+        raise spool_full(services.config.max_spool_bytes)
+
+
+async def record_withdrawal(services: Services, request: Request, site: SiteConfig, consent_id: str, method: str,
+                            language: str = "") -> int:
+    """Logs a withdrawal (proof, like a grant) and revokes every token of the consent id issued up to it;
+    returns its time (ms) once the record is on disk (durability = machine)."""
+    refuse_when_spool_full(services)
+    now_ms = max(int(time.time() * 1000), services.revocations.revoked_at(consent_id) + 1)
+    ticket = services.spool.append(consent_row(services, request, site, consent_id, "withdraw", method,
+                                               {c: False for c in CATEGORIES}, language, now_ms))
+    services.revocations.revoke(consent_id, revocation_at("withdraw", now_ms, first=False))
     services.metrics.decisions.labels(site.name, "withdraw", method).inc()
+    await services.commit.wait(ticket)
+    return now_ms
 
 
 async def give_consent(request: Request) -> JSONResponse:
+    limit_consent_rate(request)  # 429 past [gateway] consent_rate_per_minute for the client's network
     services: Services = request.app.state.services
     site = site_for(request, services)
     body = await read_json_object(request, services.config.max_body_bytes)
@@ -151,15 +169,23 @@ async def give_consent(request: Request) -> JSONResponse:
     if method == "reject_all" and any(choices.values()):
         raise bad_request("method 'reject_all' needs every category false in 'choices'")
     language = optional_str(body, "language", 12, site.languages[0] if site.languages else "")
+    # Only a token valid now continues a consent id: a withdrawn, expired or erased one (it may sit in
+    # localStorage, where any script reads it) must not buy a fresh token that reads the visitor's data.
     previous = current_token(request, services, site, body)
-    consent_id = own_consent_id(request, services, site, body) or uuid.uuid4().hex
+    consent_id = previous.consent_id if previous is not None else uuid.uuid4().hex
     now_ms = max(int(time.time() * 1000), services.revocations.revoked_at(consent_id) + 1)
     token = services.signer.issue(consent_id, site.name, choices, site.policy_version, now_ms)
     raw = services.signer.dumps(token)
-    services.spool.append(consent_row(services, request, site, consent_id, "grant", method, choices, language, now_ms))
-    if previous is not None and any(previous.choices[c] and not choices[c] for c in CATEGORIES):
-        services.revocations.revoke(consent_id, now_ms - 1)  # the narrower choice wins over the old token
+    refuse_when_spool_full(services)
+    proof = decision_proof(services, site, body, language, now_ms)
+    ticket = services.spool.append(consent_row(services, request, site, consent_id, "grant", method, choices,
+                                               language, now_ms, proof))
+    if previous is not None:
+        # The new decision supersedes every older token (as the start-up scan of the log does): a narrower
+        # choice wins at once, and no old token reads what the visitor does from now on.
+        services.revocations.revoke(consent_id, revocation_at("grant", now_ms, first=False))
     services.metrics.decisions.labels(site.name, "grant", method).inc()
+    await services.commit.wait(ticket)  # the token goes out only once its proof is on disk
     response = JSONResponse(_token_json(token, raw))
     set_consent_cookie(response, request, services, raw)
     return response
@@ -175,12 +201,22 @@ async def read_consent(request: Request) -> JSONResponse:
 
 
 async def withdraw_consent(request: Request) -> JSONResponse:
+    limit_consent_rate(request)  # 429 past [gateway] consent_rate_per_minute for the client's network
     services: Services = request.app.state.services
     site = site_for(request, services)
     body = await read_json_object(request, services.config.max_body_bytes, required=False)
     consent_id = own_consent_id(request, services, site, body)
-    response = JSONResponse({"withdrawn": consent_id is not None, "consent_id": consent_id})
+    valid = current_token(request, services, site, body)
+    answer: dict[str, Any] = {"withdrawn": consent_id is not None, "consent_id": consent_id}
     if consent_id is not None:
-        record_withdrawal(services, request, site, consent_id, "withdraw", optional_str(body, "language", 12, ""))
+        at_ms = await record_withdrawal(services, request, site, consent_id, "withdraw",
+                                        optional_str(body, "language", 12, ""))
+        if valid is not None:
+            # The token of the withdrawal itself (nothing granted, issued just after the revocation): with it
+            # the visitor can still export and erase their data, and decide again under the same consent id.
+            # Only for a token valid until now: a stale one must not buy a fresh token.
+            token = services.signer.issue(consent_id, site.name, {}, site.policy_version, at_ms + 1)
+            answer.update(_token_json(token, services.signer.dumps(token)))
+    response = JSONResponse(answer)
     set_consent_cookie(response, request, services, None)
     return response

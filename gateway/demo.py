@@ -27,7 +27,7 @@ from analytics.store import Store
 from gateway.config import GatewayConfig, load_config
 
 DEMO_SITE = "demo"
-DEMO_TOKEN = "demo"
+DEMO_TOKEN = "consentgate-demo-stats-token"  # public, like the demo: never reuse it
 DEMO_PAGES = {  # path -> (title, text)
     "/": ("Clientbox", "Customer portals for small firms. This is the demo site of consentgate."),
     "/pricing": ("Pricing", "Starter, Team and Firm plans. Every plan includes the portal and e-signing."),

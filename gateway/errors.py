@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics.store import StoreUnavailable
+from gateway.logtext import log_text
 
 log = logging.getLogger("consentgate.errors")
 
@@ -15,15 +16,23 @@ log = logging.getLogger("consentgate.errors")
 class GatewayError(Exception):
     """A request the gateway refuses: `status`, a short machine `error` and a `detail` saying what to do."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers  # e.g. Retry-After on a 429 or 503
         super().__init__(f"{status} {error}: {detail}")
 
 
 def bad_request(detail: str) -> GatewayError:
     return GatewayError(400, "bad_request", detail)
+
+
+def spool_full(max_bytes: int) -> GatewayError:
+    # Never a silent drop: the caller (banner, sendBeacon) may retry; nothing is acknowledged that cannot be kept.
+    return GatewayError(503, "spool_full", f"the gateway's spool holds more than {max_bytes} bytes not yet written "
+                        "to the store (is the store down?); nothing was recorded: try again later",
+                        {"Retry-After": "30"})
 
 
 def unknown_site(site: str) -> GatewayError:
@@ -36,7 +45,7 @@ def _json(status: int, error: str, detail: str, headers: dict[str, str] | None =
 
 async def gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return _json(exc.status, exc.error, exc.detail)
+    return _json(exc.status, exc.error, exc.detail, exc.headers)
 
 
 async def http_exception(request: Request, exc: Exception) -> JSONResponse:
@@ -47,14 +56,14 @@ async def http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Reads need the store; writes never get here (they are spooled).
-    log.warning("store unavailable for %s: %s", request.url.path, exc)
+    log.warning("store unavailable for %s: %s", log_text(request.url.path), log_text(exc, 500))
     return _json(503, "store_unavailable", "the statistics store is unreachable right now; try again in a minute",
                  {"Retry-After": "60"})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Never the request's body or client address in the log: only the path and the error type.
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", log_text(request.method, 20), log_text(request.url.path))
     return _json(500, "internal_error", "the gateway failed unexpectedly; the error was logged")
 
 

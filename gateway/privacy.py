@@ -1,75 +1,168 @@
-"""The visitor's own data: GET exports it (access, portability), DELETE erases it (erasure, objection).
+"""The visitor's rights over their own data: access and portability (export), erasure, restriction.
 
-The signed token proves whose data it is; an expired token or one of an older
-policy still does, because rights outlive consent. Consent records themselves
-are kept after erasure: they are the proof of consent the controller must be
-able to show (GDPR art. 7(1), 17(3)(b)); the erasure is logged as a withdrawal.
+The routes under /s/{site}/privacy/me answer only to a token that would be accepted at collect time
+(valid, of this site and policy, not revoked), or to the token of the visitor's own withdrawal
+(`DELETE /s/{site}/consent` returns one): an old token sits in localStorage, readable by every script
+on the page, and must not read what the visitor did since. The same work is open to the operator
+through the admin API (gateway/admin_api.py) for requests that arrive by e-mail.
+
+Consent records are kept after an erasure: they are the proof of consent the controller must be able
+to show (GDPR art. 7(1), 17(3)(b)); the erasure is logged as a withdrawal, and in `erasures` (who
+asked, how many rows, a hash of the consent id; never the data).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.consent import own_consent_id, record_withdrawal, set_consent_cookie, site_for
+from analytics.erasure import consent_hash, delete_visitor_rows, invalidate_visitor_days
+from analytics.schema import TABLES, VISITOR_TABLES
+from gateway.config import SiteConfig
+from gateway.consent import current_token, record_withdrawal, refuse_when_spool_full, set_consent_cookie, site_for
 from gateway.errors import GatewayError
+from gateway.ratelimit import limit_consent_rate
 from gateway.services import Services
+
+log = logging.getLogger("consentgate.privacy")
 
 EXPORT_TABLES = {
     "events": "SELECT * EXCEPT (site) FROM {db}.events WHERE site = {site:String} AND visitor_id = {cid:String} ORDER BY timestamp",
     "consents": "SELECT * EXCEPT (site) FROM {db}.consents WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
     "recipients": "SELECT * EXCEPT (site) FROM {db}.forwards WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
+    "restrictions": "SELECT * EXCEPT (site) FROM {db}.restrictions WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
 }
+# Spooled record kinds that name a visitor, and so leave the spool on erasure; `consent` records stay (proof).
+ERASED_KINDS = frozenset({"event", "forward", "restriction"})
+BY_VISITOR, BY_OPERATOR = "visitor", "operator"
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if not isinstance(v, (int, float, str)) else v)
-            for k, v in row.items()}
+    return {k: (v.isoformat() if isinstance(v, datetime) else v if isinstance(v, (int, float, str, dict, list))
+                else str(v)) for k, v in row.items()}
 
 
-def _require_consent_id(request: Request, services: Services) -> tuple[Any, str]:
+def _visitor(request: Request, services: Services) -> tuple[SiteConfig, str]:
+    """The site and the consent id of a token valid now; 401 saying what to do otherwise."""
     site = site_for(request, services)
-    consent_id = own_consent_id(request, services, site)
-    if consent_id is None:
-        raise GatewayError(401, "no_consent_token",
-                           "send your consent token (cookie cg_consent or header X-Consent-Token) to reach your data")
-    return site, consent_id
+    token = current_token(request, services, site)
+    if token is None:
+        raise GatewayError(401, "no_valid_consent_token",
+                           "send your current consent token (cookie cg_consent or header X-Consent-Token), or the one "
+                           "your withdrawal returned; a withdrawn, expired or erased token no longer reaches any data")
+    return site, token.consent_id
 
 
-async def _flush_spool(services: Services) -> None:
-    """Writes what is spooled now, so export and erasure also cover the last few seconds."""
+async def export_visitor(services: Services, site: SiteConfig, consent_id: str) -> dict[str, Any]:
+    """Everything stored about one visitor, as JSON-ready lists per table (flushes the spool first, so
+    the last seconds are included)."""
     await asyncio.to_thread(services.writer.flush_pending)
+    out: dict[str, Any] = {"site": site.name, "consent_id": consent_id,
+                           "restricted": services.restrictions.is_restricted(consent_id)}
+    for name, sql in EXPORT_TABLES.items():
+        rows = await asyncio.to_thread(services.store.query_dicts, sql, {"site": site.name, "cid": consent_id})
+        out[name] = [_jsonable(r) for r in rows]
+    return out
+
+
+def _erase_stored_and_queued(services: Services, site: str, consent_id: str) -> dict[str, int]:
+    """Blanks the visitor's lines in the spool and in every vendor outbox, then deletes their rows, while
+    the batch writer holds still (no batch in flight that could bring a line back)."""
+    spooled = {kind: 0 for kind in ERASED_KINDS}
+
+    def is_visitors(record: dict[str, Any]) -> bool:
+        found = (record.get("kind") in ERASED_KINDS and record.get("site") == site
+                 and consent_id in (record.get("visitor_id"), record.get("consent_id")))
+        if found:
+            spooled[record["kind"]] += 1
+        return found
+
+    def is_delivery(record: dict[str, Any]) -> bool:
+        return record.get("site") == site and record.get("consent_id") == consent_id
+
+    outboxes = services.forwarder.outboxes.values() if services.forwarder is not None else ()
+    with services.writer.paused():
+        services.spool.erase(is_visitors)
+        outbox_lines = sum(outbox.writer.erase(is_delivery) for outbox in outboxes)
+        stored = delete_visitor_rows(services.store, VISITOR_TABLES, site, consent_id)
+    # Per table: the rows it held plus the lines on their way to it; and the deliveries still queued.
+    counts = dict(stored)
+    for kind, n in spooled.items():
+        counts[TABLES[kind][0]] += n
+    counts["outbox_lines"] = outbox_lines
+    return counts
+
+
+async def erase_visitor(services: Services, request: Request, site: SiteConfig, consent_id: str,
+                        by: str) -> dict[str, int]:
+    """Erases one visitor everywhere and logs it; returns what was removed, per table and file kind.
+
+    Order: the store must answer first (a 503 then changes nothing); the withdrawal revokes every token
+    of the id, so no new hit of theirs is stored or queued; then spool, outboxes and tables."""
+    refuse_when_spool_full(services)
+    await asyncio.to_thread(services.store.query_value, "SELECT 1")
+    await record_withdrawal(services, request, site, consent_id, "erase" if by == BY_VISITOR else "operator_erase")
+    services.restrictions.forget(consent_id)  # deliveries in a worker's memory: not sent, not recorded
+    counts = await asyncio.to_thread(_erase_stored_and_queued, services, site.name, consent_id)
+    ticket = services.spool.append({"kind": "erasure", "record_id": str(uuid.uuid4()), "site": site.name,
+                                    "timestamp": round(time.time(), 3), "consent_hash": consent_hash(consent_id),
+                                    "erased_by": by, "rows": counts})
+    await services.commit.wait(ticket)
+    log.info("erased a visitor of site %s at the request of the %s: %s", site.name, by, counts)
+    return counts
+
+
+async def set_restriction(services: Services, site: SiteConfig, consent_id: str, restrict: bool, by: str) -> None:
+    """Restricts (art. 18) or lifts: recorded durably, in force at once. The visitor's days are dropped
+    from the prebuilt stats, so every statistic reads them from the hits, without the visitor, until
+    rebuilt."""
+    refuse_when_spool_full(services)
+    await asyncio.to_thread(invalidate_visitor_days, services.store, site.name, consent_id)
+    ticket = services.spool.append({"kind": "restriction", "record_id": str(uuid.uuid4()), "site": site.name,
+                                    "timestamp": round(time.time(), 3), "consent_id": consent_id,
+                                    "action": "restrict" if restrict else "lift", "requested_by": by})
+    if restrict:
+        services.restrictions.restrict(consent_id)
+    else:
+        services.restrictions.lift(consent_id)
+    await services.commit.wait(ticket)
 
 
 async def export_my_data(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    site, consent_id = _require_consent_id(request, services)
-    await _flush_spool(services)
-    out: dict[str, Any] = {"site": site.name, "consent_id": consent_id}
-    for name, sql in EXPORT_TABLES.items():
-        rows = await asyncio.to_thread(services.store.query_dicts, sql, {"site": site.name, "cid": consent_id})
-        out[name] = [_jsonable(r) for r in rows]
-    return JSONResponse(out, headers={"Content-Disposition": f'attachment; filename="consentgate-{site.name}-{consent_id}.json"'})
+    site, consent_id = _visitor(request, services)
+    out = await export_visitor(services, site, consent_id)
+    return JSONResponse(out, headers={"Content-Disposition": f'attachment; filename="consentgate-{site.name}-{consent_id}.json"',
+                                      "Cache-Control": "no-store"})
 
 
 async def erase_my_data(request: Request) -> JSONResponse:
+    limit_consent_rate(request)  # 429 past [gateway] consent_rate_per_minute for the client's network
     services: Services = request.app.state.services
-    site, consent_id = _require_consent_id(request, services)
-    record_withdrawal(services, request, site, consent_id, "erase")
-    await _flush_spool(services)
-    counts = {}
-    for table, column in (("events", "visitor_id"), ("forwards", "consent_id")):
-        params = {"site": site.name, "cid": consent_id}
-        where = f"site = {{site:String}} AND {column} = {{cid:String}}"
-        counts[table] = await asyncio.to_thread(services.store.query_value, f"SELECT count() FROM {{db}}.{table} WHERE {where}", params)
-        await asyncio.to_thread(services.store.command, f"DELETE FROM {{db}}.{table} WHERE {where}", params)
-    # the per-visit table of the stats (analytics/visits.py) knows the visitor by the hash of the id
-    await asyncio.to_thread(services.store.command, "DELETE FROM {db}.visits WHERE site = {site:String} "
-                            "AND visitor_hash = sipHash64({cid:String})", {"site": site.name, "cid": consent_id})
+    site, consent_id = _visitor(request, services)
+    counts = await erase_visitor(services, request, site, consent_id, BY_VISITOR)
     response = JSONResponse({"erased": True, "consent_id": consent_id, "events": counts["events"],
-                             "recipients": counts["forwards"], "kept": "consent records, as proof of consent"})
+                             "recipients": counts["forwards"], "removed": counts,
+                             "kept": "consent records, as proof of consent"})
     set_consent_cookie(response, request, services, None)
     return response
+
+
+async def restrict_my_data(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    site, consent_id = _visitor(request, services)
+    await set_restriction(services, site, consent_id, True, BY_VISITOR)
+    return JSONResponse({"restricted": True, "consent_id": consent_id})
+
+
+async def lift_my_restriction(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    site, consent_id = _visitor(request, services)
+    await set_restriction(services, site, consent_id, False, BY_VISITOR)
+    return JSONResponse({"restricted": False, "consent_id": consent_id})

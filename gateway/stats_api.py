@@ -34,8 +34,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _services(request: Request) -> Services:
+    """The gateway's services, once the caller's token may read the site of the path (401/403/404/429)."""
     services: Services = request.app.state.services
-    require_stats_access(services.config, request)
+    require_stats_access(services.config, request, request.path_params.get("site"))
     VisitBuilder.ensure(services.store)  # keeps the per-visit table of large ranges up to date
     return services
 
@@ -131,10 +132,12 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def list_sites(request: Request) -> JSONResponse:
-    services = _services(request)
+    """The sites the caller's token may read (a site token: only its own)."""
+    services: Services = request.app.state.services
+    access = require_stats_access(services.config, request)
     _check_params(request, ())
-    return JSONResponse({"sites": [{"name": s.name, "timezone": s.timezone} for s in services.config.sites.values()]},
-                        headers=NO_STORE)
+    sites = [s for s in services.config.sites.values() if access.can_read(s.name)]
+    return JSONResponse({"sites": [{"name": s.name, "timezone": s.timezone} for s in sites]}, headers=NO_STORE)
 
 
 async def summary(request: Request) -> JSONResponse:

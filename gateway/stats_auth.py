@@ -1,65 +1,187 @@
-"""Who may read statistics: a configured stats token, as a Bearer header or a dashboard session cookie.
+"""Who may read statistics and metrics: stats tokens (global or per site), dashboard sessions, the metrics token.
 
-The session cookie holds no token, only a signed digest of it, so removing a token
-from the config ends the sessions made with it.
+- A token in `[gateway] stats_tokens` reads every site; one in `[sites.NAME] stats_tokens`
+  reads only the sites that list it (403 for any other, known or not, so a site token learns
+  no other site's name).
+- Failed token checks (a wrong Bearer token, a failed dashboard login, a wrong metrics token)
+  are counted per client network: after `MAX_FAILURES` in a minute every token check of that
+  network is a 429 until the minute has passed, the right token too, so guessing stays slow.
+  Requests with a valid session are not counted and not refused: a session cannot be guessed.
+- The dashboard session cookie (`cg_stats`) holds a random session id and an HMAC of the token
+  under the gateway secret, signed with the gateway secret and valid 12 hours. The HMAC makes
+  removing a token from the config end its sessions; it is not a plain hash an attacker who sees
+  the cookie could test guesses against. Logout ends the session in the gateway (it keeps the ended
+  ids until they would have expired), not only in the browser. Signed rather than stored, so every
+  worker of a multi-worker gateway accepts a session another made; a logout is known to the worker
+  that answered it (and is gone from the browser everywhere).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, unknown_site
+from gateway.ratelimit import NetworkLimiter, client_network, too_many_requests
 
 SESSION_COOKIE = "cg_stats"
 SESSION_MAX_AGE = 12 * 3600
-_SALT = "consentgate-stats-session"
+MAX_FAILURES = 10  # failed token checks per client network per minute
+MAX_ENDED_SESSIONS = 10_000
+_SALT = "consentgate-stats-session.v2"
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class StatsAccess:
+    """What one token may read: `sites` None means every site."""
+
+    sites: frozenset[str] | None
+
+    def can_read(self, site: str) -> bool:
+        return self.sites is None or site in self.sites
 
 
-def is_stats_token(config: GatewayConfig, token: str) -> bool:
-    # Compare every token in constant time: no early exit that times which one nearly matched.
-    matches = [hmac.compare_digest(token.encode("utf-8"), t.encode("utf-8")) for t in config.stats_tokens]
-    return bool(token) and any(matches)
+EVERY_SITE = StatsAccess(None)
 
 
-def _serializer(config: GatewayConfig) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(list(config.secret_keys), salt=_SALT)
+def _token_access(config: GatewayConfig) -> dict[str, StatsAccess]:
+    access: dict[str, set[str] | None] = {t: None for t in config.stats_tokens}
+    for site in config.sites.values():
+        for token in site.stats_tokens:
+            scope = access.setdefault(token, set())
+            if scope is not None:
+                scope.add(site.name)
+    return {t: StatsAccess(None if s is None else frozenset(s)) for t, s in access.items()}
 
 
-def session_value(config: GatewayConfig, token: str) -> str:
-    return _serializer(config).dumps({"k": _digest(token)})
+class TokenAuth:
+    """The token checks of one gateway: built once from its config, kept on `app.state.token_auth`."""
 
+    def __init__(self, config: GatewayConfig, failures: NetworkLimiter | None = None) -> None:
+        self.config = config
+        self.failures = failures or NetworkLimiter(MAX_FAILURES, 60.0)
+        self._tokens = _token_access(config)
+        self._key = config.secret_keys[-1].encode("utf-8")
+        self._session_keys = {self._mac(t): access for t, access in self._tokens.items()}
+        self._serializer = URLSafeTimedSerializer(list(config.secret_keys), salt=_SALT)
+        self._ended: OrderedDict[str, float] = OrderedDict()  # session id -> when it would have expired
 
-def has_session(config: GatewayConfig, request: Request) -> bool:
-    raw = request.cookies.get(SESSION_COOKIE, "")
-    if not raw:
-        return False
-    try:
-        data = _serializer(config).loads(raw, max_age=SESSION_MAX_AGE)
-    except BadSignature:
-        return False
-    digest = data.get("k", "") if isinstance(data, dict) else ""
-    return any(hmac.compare_digest(digest, _digest(t)) for t in config.stats_tokens)
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self._tokens)
 
+    def _mac(self, token: str) -> str:
+        return hmac.new(self._key, b"consentgate.stats-session\n" + token.encode("utf-8"), hashlib.sha256).hexdigest()
 
-def require_stats_access(config: GatewayConfig, request: Request) -> None:
-    """Raises 401 unless the request carries a stats token or a valid dashboard session."""
-    if not config.stats_tokens:
-        raise GatewayError(401, "unauthorized", "this gateway has no stats tokens: add stats_tokens = [\"...\"] "
-                           "to the [gateway] table of its config")
-    header = request.headers.get("authorization", "")
-    if header:
+    def access_for(self, token: str) -> StatsAccess | None:
+        """The access a token gives, or None. Every configured token is compared, in constant time:
+        no early exit that times which one nearly matched."""
+        found: StatsAccess | None = None
+        for known, access in self._tokens.items():
+            if hmac.compare_digest(token.encode("utf-8"), known.encode("utf-8")):
+                found = access
+        return found if token else None
+
+    # ---- failure limit ----------------------------------------------------------------------
+
+    def blocked_for(self, request: Request) -> int:
+        """Seconds the client's network must wait before its next token check; 0 when it may check now."""
+        return self.failures.retry_after(client_network(request, self.config))
+
+    def refuse_if_blocked(self, request: Request) -> None:
+        wait = self.blocked_for(request)
+        if wait:
+            raise too_many_requests(wait, f"more than {MAX_FAILURES} failed token checks a minute from your network")
+
+    def count_failure(self, request: Request) -> None:
+        self.failures.add(client_network(request, self.config))
+
+    # ---- sessions -----------------------------------------------------------------------------
+
+    def new_session(self, token: str) -> str:
+        return self._serializer.dumps({"sid": secrets.token_urlsafe(18), "k": self._mac(token)})
+
+    def _session(self, request: Request) -> dict[str, str] | None:
+        raw = request.cookies.get(SESSION_COOKIE, "")
+        if not raw or len(raw) > 512:
+            return None
+        try:
+            data = self._serializer.loads(raw, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("k"), str):
+            return None
+        return None if data["sid"] in self._ended else data
+
+    def session_access(self, request: Request) -> StatsAccess | None:
+        data = self._session(request)
+        return None if data is None else self._session_keys.get(data["k"])
+
+    def end_session(self, request: Request) -> None:
+        data = self._session(request)
+        if data is None:
+            return
+        now = time.time()
+        while self._ended and (len(self._ended) >= MAX_ENDED_SESSIONS or next(iter(self._ended.values())) < now):
+            self._ended.popitem(last=False)  # oldest first: they expire first too
+        self._ended[data["sid"]] = now + SESSION_MAX_AGE
+
+    # ---- checks ---------------------------------------------------------------------------------
+
+    def require_stats(self, request: Request) -> StatsAccess:
+        if not self.has_tokens:
+            raise GatewayError(401, "unauthorized", "this gateway has no stats tokens: add stats_tokens = [\"...\"] "
+                               "to its [gateway] table (every site) or to a [sites.NAME] table (that site)")
+        header = request.headers.get("authorization", "")
+        if not header:
+            access = self.session_access(request)
+            if access is None:
+                raise GatewayError(401, "unauthorized", "send 'Authorization: Bearer <stats token>', "
+                                   "or log in at /dashboard")
+            return access
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not is_stats_token(config, token.strip()):
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise GatewayError(401, "unauthorized", "send the stats token as 'Authorization: Bearer <token>'")
+        self.refuse_if_blocked(request)
+        access = self.access_for(token)
+        if access is None:
+            self.count_failure(request)
             raise GatewayError(401, "unauthorized", "the stats token is wrong: send 'Authorization: Bearer <token>' "
                                "with one of the gateway's stats_tokens")
-        return
-    if not has_session(config, request):
-        raise GatewayError(401, "unauthorized", "send 'Authorization: Bearer <stats token>', or log in at /dashboard")
+        return access
+
+    def require_metrics(self, request: Request) -> None:
+        expected = self.config.metrics_token
+        if not expected:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise GatewayError(401, "unauthorized", "this gateway's /metrics needs 'Authorization: Bearer "
+                               "<metrics_token>' (Prometheus: authorization { credentials: ... })")
+        self.refuse_if_blocked(request)
+        if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+            self.count_failure(request)
+            raise GatewayError(401, "unauthorized", "the metrics token is wrong: send the gateway's metrics_token")
+
+
+def require_stats_access(config: GatewayConfig, request: Request, site: str | None = None) -> StatsAccess:
+    """Raises 401 without a valid stats token or dashboard session, 429 while the client's network is
+    blocked, and, when `site` is given, 403 unless the token may read that site. Returns what it may read."""
+    auth: TokenAuth = request.app.state.token_auth
+    access = auth.require_stats(request)
+    if site is not None:
+        if not access.can_read(site):
+            raise GatewayError(403, "forbidden", f"this stats token does not read site {site[:64]!r}: use a token "
+                               f"listed in that site's stats_tokens, or one of [gateway] stats_tokens")
+        if site not in config.sites:
+            raise unknown_site(site)
+    return access

@@ -21,6 +21,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-key-0123456789abcdef"
+STATS_TOKEN = "test-stats-token-0123456789"  # stats tokens need >= 24 characters
 UA_CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36")
 SITE_ORIGIN = "https://www.example.com"
@@ -54,7 +55,7 @@ def write_config(folder: Path, gateway: dict[str, Any] | None = None, sites: dic
     """A config file with one site `demo` (origin https://www.example.com) unless told otherwise.
     Site tables may hold `vendors = [ {...}, ... ]` (written as [[sites.X.vendors]])."""
     gw = {"secret_key": SECRET, "store": f"chdb://{folder / 'store'}", "flush_interval": 0.2,
-          "stats_tokens": ["test-stats-token"], **(gateway or {})}
+          "stats_tokens": [STATS_TOKEN], **(gateway or {})}
     sites = sites if sites is not None else {"demo": {"origins": [SITE_ORIGIN]}}
     lines = ["[gateway]"] + [f"{k} = {toml_value(v)}" for k, v in gw.items()]
     for name, site in sites.items():
@@ -78,6 +79,7 @@ class GatewayProcess:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    wrapper: list[str] = field(default_factory=list)  # a command the gateway runs under, e.g. strace
 
     @property
     def url(self) -> str:
@@ -87,7 +89,7 @@ class GatewayProcess:
         self.log_path = self.folder / f"gateway-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path),
+            [*self.wrapper, sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path),
              "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )

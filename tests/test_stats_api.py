@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from harness import SITE_ORIGIN, UA_CHROME, GatewayProcess, grant, write_config
+from harness import SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, grant, write_config
 from stats_seed import Decision, Hit, seed
 
-TOKEN = "test-stats-token"
+TOKEN = STATS_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 AMS = ZoneInfo("Europe/Amsterdam")
 NY = ZoneInfo("America/New_York")

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from gateway.demo import DEMO_TOKEN
 from harness import ROOT, free_port
 
 EVENTS = 20_000
@@ -34,11 +35,11 @@ def test_demo_generates_the_asked_traffic_with_a_weekly_pattern(tmp_path):
                 time.sleep(0.2)
         text = log.read_text()
         assert f"{EVENTS:,}/{EVENTS:,} events" in text and "generating traffic [" in text  # progress was shown
-        assert "stats token: demo" in text
+        assert f"stats token: {DEMO_TOKEN}" in text
 
         today = datetime.now(ZoneInfo("Europe/Amsterdam")).date()
         whole = {"from": str(today - timedelta(days=DAYS - 1)), "to": str(today)}
-        with httpx.Client(base_url=f"{gateway}/api/stats/demo", headers={"Authorization": "Bearer demo"}) as api:
+        with httpx.Client(base_url=f"{gateway}/api/stats/demo", headers={"Authorization": f"Bearer {DEMO_TOKEN}"}) as api:
             days = api.get("/timeseries", params=whole).json()["results"]
             events = api.get("/breakdown/event", params={**whole, "limit": "1000"}).json()["results"]
             # every generated row is a pageview or a custom event, and all of them are in the range

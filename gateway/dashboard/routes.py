@@ -1,5 +1,8 @@
 """Dashboard routes: the page, log in / log out with a stats token, and its static assets.
 
+Login and logout are form posts: they refuse another origin's page (CSRF; the session cookie
+is SameSite=Strict as well) and redirect only to /dashboard, whatever the request says.
+
 The chart library (Chart.js) is the npm package that scripts/setup installs into
 node_modules/ from the committed package-lock.json; the gateway serves it itself, so
 the page makes no request to another origin (the Content-Security-Policy says so too).
@@ -8,15 +11,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from gateway.bodies import read_body
+from gateway.clientip import is_https
+from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.services import Services
-from gateway.stats_auth import SESSION_COOKIE, SESSION_MAX_AGE, has_session, is_stats_token, session_value
+from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, TokenAuth
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,41 +35,81 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGIN_FAILED = "That token is not one of this gateway's stats tokens. Check it and try again."
+LOGIN_BLOCKED = (f"More than {MAX_FAILURES} failed logins from your network in a minute. "
+                 "Wait {seconds} seconds, then try again.")
 
 
 def chartjs_path() -> Path:
     return Path(os.environ.get(CHARTJS_ENV, "") or ROOT / CHARTJS)
 
 
-def _login_page(error: str = "", status: int = 200) -> HTMLResponse:
+def _login_page(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     html = (STATIC / "login.html").read_text(encoding="utf-8").replace("{error}", error)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def _refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
+    """403 unless the form was posted from the gateway's own origin (its Host, or public_url). Browsers send
+    Origin with every POST; without one (a script, an old browser) the Referer, if any, must match."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = urlsplit(request.headers.get("referer", ""))
+        if not referer.scheme:
+            return
+        origin = f"{referer.scheme}://{referer.netloc}"
+    scheme = "https" if is_https(request, config.trusted_proxies) else "http"
+    own = {f"{scheme}://{request.headers.get('host', '')}"}
+    if config.public_url:
+        public = urlsplit(config.public_url)
+        own.add(f"{public.scheme}://{public.netloc}")
+    if origin not in own:
+        raise GatewayError(403, "bad_origin", f"log in and out on the dashboard's own page ({sorted(own)[0]}"
+                           f"/dashboard): this request came from {origin[:100]!r}")
+
+
+def _set_session_cookie(response: Response, request: Request, config: GatewayConfig, value: str | None) -> None:
+    """Secure whenever the consent cookie would be: the browser spoke https, itself or to a trusted proxy."""
+    secure = is_https(request, config.trusted_proxies)
+    if value is None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
+    else:
+        response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True, samesite="strict",
+                            secure=secure, path="/")
 
 
 async def dashboard(request: Request) -> Response:
-    services: Services = request.app.state.services
-    if not has_session(services.config, request):
+    auth: TokenAuth = request.app.state.token_auth
+    if auth.session_access(request) is None:
         return _login_page()
     return HTMLResponse((STATIC / "dashboard.html").read_text(encoding="utf-8"), headers=SECURITY_HEADERS)
 
 
 async def login(request: Request) -> Response:
     services: Services = request.app.state.services
+    auth: TokenAuth = request.app.state.token_auth
+    _refuse_foreign_origin(request, services.config)
     body = await read_body(request.receive, request.headers.get("content-length", ""), 4096)
     fields = parse_qs(body.decode("utf-8", errors="replace"))
     token = (fields.get("token") or [""])[0].strip()
-    if not is_stats_token(services.config, token):
+    wait = auth.blocked_for(request)
+    if wait:  # also for the right token: otherwise the 11th guess would still tell right from wrong
+        return _login_page(LOGIN_BLOCKED.format(seconds=wait), 429, {"Retry-After": str(wait)})
+    if auth.access_for(token) is None:
+        if token:  # an empty form is no guess
+            auth.count_failure(request)
         return _login_page(LOGIN_FAILED, 401)
-    response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_value(services.config, token), max_age=SESSION_MAX_AGE,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+    response = RedirectResponse("/dashboard", status_code=303)  # never a `next` or the Referer: no open redirect
+    _set_session_cookie(response, request, services.config, auth.new_session(token))
     return response
 
 
 async def logout(request: Request) -> Response:
+    services: Services = request.app.state.services
+    auth: TokenAuth = request.app.state.token_auth
+    _refuse_foreign_origin(request, services.config)
+    auth.end_session(request)
     response = RedirectResponse("/dashboard", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    _set_session_cookie(response, request, services.config, None)
     return response
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from analytics.spool import SpoolReader, SpoolWriter
+from analytics.spool import GroupCommit, SpoolReader, SpoolWriter
 from analytics.store import StoreUnavailable
 from gateway.collect.pipeline import Hit
 from gateway.config import GatewayConfig
@@ -29,6 +29,7 @@ from gateway.forwarding.outbox import Delivery, Outbox, outbox_folder
 from gateway.forwarding.retry import RetryPolicy
 from gateway.forwarding.vendors import build_vendor
 from gateway.forwarding.worker import VendorWorker
+from gateway.restrictions import RestrictionList
 from gateway.revocations import RevocationList
 
 log = logging.getLogger("consentgate.forwarding")
@@ -37,8 +38,10 @@ ExistingIds = Callable[[str, list[str]], set[str]]
 
 class Forwarder:
     def __init__(self, config: GatewayConfig, revocations: RevocationList, spool: SpoolWriter,
-                 store_reader: SpoolReader, existing_ids: ExistingIds, registry: CollectorRegistry) -> None:
+                 store_reader: SpoolReader, existing_ids: ExistingIds, registry: CollectorRegistry,
+                 commit: GroupCommit | None = None, restrictions: RestrictionList | None = None) -> None:
         self.spool = spool
+        self.restrictions = restrictions or RestrictionList()  # art. 18: restricted visitors are not forwarded
         self.store_reader = store_reader  # to find outcomes spooled but not yet stored
         self.existing_ids = existing_ids  # to find outcomes already stored
         self.metrics = ForwardMetrics(registry)
@@ -46,12 +49,14 @@ class Forwarder:
         self.workers: list[VendorWorker] = []
         for site in config.sites.values():
             for vendor_config in site.vendors:
-                outbox = Outbox(outbox_folder(config.data_dir, site.name, vendor_config.name))
+                outbox = Outbox(outbox_folder(config.data_dir, site.name, vendor_config.name), commit,
+                                vendor_config.max_outbox_bytes)
                 self.outboxes[(site.name, vendor_config.name)] = outbox
                 breaker = CircuitBreaker(vendor_config.breaker_failures, vendor_config.breaker_reset)
                 self.workers.append(VendorWorker(
                     site.name, build_vendor(vendor_config, config.secret_keys[-1]), outbox, revocations,
-                    spool.append, self.metrics, RetryPolicy.for_vendor(vendor_config), breaker))
+                    spool.append, self.metrics, RetryPolicy.for_vendor(vendor_config), breaker,
+                    restrictions=self.restrictions))
                 self.metrics.watch(site.name, vendor_config.name, lambda o=outbox: o.depth,
                                    lambda b=breaker: float(b.opened_at is not None))
         self._warn_orphaned_outboxes(config)
@@ -70,9 +75,12 @@ class Forwarder:
     def sink(self, hit: Hit) -> None:
         """Queues the hit for every vendor of the site whose category the visitor granted."""
         assert hit.site is not None and hit.token is not None
+        if self.restrictions.is_restricted(hit.token.consent_id):
+            return
         for vendor in hit.site.vendors:
             if hit.token.grants(vendor.category):
-                self.outboxes[(hit.site.name, vendor.name)].append(Delivery.from_hit(hit, vendor.name))
+                ticket = self.outboxes[(hit.site.name, vendor.name)].append(Delivery.from_hit(hit, vendor.name))
+                hit.commit_ticket = max(hit.commit_ticket, ticket)
                 hit.forwarded = True
 
     def start(self) -> None:

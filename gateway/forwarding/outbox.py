@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analytics.spool import Position, SpoolReader, SpoolWriter, remove_finished_segments
+from analytics.spool import SEGMENT_BYTES, GroupCommit, Position, SpoolReader, SpoolWriter, remove_finished_segments
 from gateway.collect.pipeline import Hit, random_uuid
 
 # The event record fields a delivery does not carry: the outbox keeps its own ids.
@@ -65,17 +65,25 @@ def outbox_folder(data_dir: Path, site: str, vendor: str) -> Path:
 class Outbox:
     """A vendor's durable queue (a spool) and how many deliveries in it still await an outcome."""
 
-    def __init__(self, folder: Path) -> None:
-        self.writer = SpoolWriter(folder)
-        self.reader = SpoolReader(folder, "forwarder")
+    def __init__(self, folder: Path, commit: GroupCommit | None = None, max_bytes: int = 256 * 1024 * 1024) -> None:
+        # Segments small enough that passing one frees room well before the limit.
+        self.writer = SpoolWriter(folder, min(SEGMENT_BYTES, max(64 * 1024, max_bytes // 8)), commit)
+        self.reader = SpoolReader(folder, "forwarder", durable=self.writer.commit.durable)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         # Counted from the backlog at start, then kept up to date: the queue-depth metric.
         self.depth = sum(1 for _ in self.reader.pending())
 
-    def append(self, delivery: Delivery) -> None:
-        self.writer.append(delivery.to_record())
+    def append(self, delivery: Delivery) -> int:
+        """Queues the delivery; returns its commit ticket."""
+        ticket = self.writer.append(delivery.to_record())
         with self._lock:
             self.depth += 1
+        return ticket
+
+    def over_limit(self) -> bool:
+        """More undelivered bytes on disk than max_outbox_bytes: the oldest deliveries are dropped."""
+        return self.writer.disk_bytes > self.max_bytes
 
     def finished(self) -> None:
         with self._lock:

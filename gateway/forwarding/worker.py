@@ -4,7 +4,9 @@ Deliveries run concurrently (at most `max_concurrency` requests at a time, at
 most MAX_IN_FLIGHT read into memory); a failure waits out its backoff without
 holding a request slot. Outcomes: delivered (2xx), rejected (a 4xx other than
 408/425/429: never retried), withdrawn (the consent was taken back before the
-send), expired (undelivered after `retry_hours`), error (a bug; logged).
+send), expired (undelivered after `retry_hours`), dropped_full (the outbox grew
+past `max_outbox_bytes` while the vendor was down: the oldest go first), error
+(a bug; logged).
 Each outcome is spooled as a `forwards` row before the outbox checkpoint may pass it.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.forwarding.metrics import ForwardMetrics
 from gateway.forwarding.outbox import Batch, CommitTracker, Delivery, Outbox
 from gateway.forwarding.retry import RetryPolicy, is_retryable
 from gateway.forwarding.vendors import Vendor, VendorRequest
+from gateway.restrictions import RestrictionList
 from gateway.revocations import RevocationList
 
 log = logging.getLogger("consentgate.forwarding")
@@ -32,8 +35,8 @@ IDLE_POLL = 0.05  # seconds between looks at an idle outbox's wakeup flag
 
 class VendorWorker:
     def __init__(self, site: str, vendor: Vendor, outbox: Outbox, revocations: RevocationList,
-                 record_outcome: Callable[[dict[str, Any]], None], metrics: ForwardMetrics,
-                 retry: RetryPolicy, breaker: CircuitBreaker) -> None:
+                 record_outcome: Callable[[dict[str, Any]], int], metrics: ForwardMetrics,
+                 retry: RetryPolicy, breaker: CircuitBreaker, restrictions: RestrictionList | None = None) -> None:
         self.site = site
         self.vendor = vendor
         self.outbox = outbox
@@ -42,11 +45,13 @@ class VendorWorker:
         self.metrics = metrics
         self.retry = retry
         self.breaker = breaker
+        self.restrictions = restrictions or RestrictionList()
         self.tracker = CommitTracker()
         self._stopping = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
         self._was_open = False
+        self._last_outcome = 0  # commit ticket of the last outcome row spooled
 
     async def run(self, client: httpx.AsyncClient, stopping: asyncio.Event, already_done: set[str]) -> None:
         """Reads ahead of the checkpoint and starts a task per delivery until `stopping` is set; then
@@ -110,8 +115,12 @@ class VendorWorker:
                         return  # not sent: stays in the outbox for the next start
                     if self.revocations.is_revoked(delivery.consent_id, delivery.issued_ms):
                         return self._finish(delivery, batch, "withdrawn", attempts)
+                    if self.restrictions.is_restricted(delivery.consent_id):  # art. 18: kept, never sent
+                        return self._finish(delivery, batch, "restricted", attempts)
                     if time.time() - delivery.event["timestamp"] > self.retry.give_up_after:
                         return self._finish(delivery, batch, "expired", attempts)
+                    if self.outbox.over_limit():  # in-flight deliveries are the oldest: they go first
+                        return self._finish(delivery, batch, "dropped_full", attempts)
                     request = self.vendor.build(delivery, time.time())  # before the breaker: may raise
                     wait = self.breaker.acquire()
                     if wait == 0:
@@ -165,7 +174,9 @@ class VendorWorker:
         self._was_open = is_open
 
     def _finish(self, delivery: Delivery, batch: Batch, status: str, attempts: int) -> None:
-        self.record_outcome(delivery.outcome(status, attempts, time.time()))
+        if not self.restrictions.is_erased(delivery.consent_id):  # an erased visitor leaves no forwards row
+            self._last_outcome = max(self._last_outcome,
+                                     self.record_outcome(delivery.outcome(status, attempts, time.time())))
         self.outbox.finished()
         self.tracker.close_one(batch)
         labels = (self.site, self.vendor.name)
@@ -177,4 +188,6 @@ class VendorWorker:
     def _commit(self) -> None:
         position = self.tracker.committable()
         if position is not None:
+            # The checkpoint may pass a delivery only once its outcome row is on disk (durability = machine).
+            self.outbox.writer.commit.wait_sync(self._last_outcome, 5.0)
             self.outbox.commit(position)

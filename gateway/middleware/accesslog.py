@@ -1,14 +1,14 @@
 """Access log with the truncated client address only (uvicorn's own access log is turned off:
-it would write the full IP)."""
+it would write the full IP). Every field is escaped (gateway.logtext): one request, one line."""
 from __future__ import annotations
 
 import logging
 import time
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.clientip import Network, client_ip, truncate_ip
+from gateway.clientip import Network, client_ip_of, truncate_ip
+from gateway.logtext import log_text
 
 log = logging.getLogger("consentgate.access")
 
@@ -36,6 +36,6 @@ class AccessLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             if status >= self.min_status:
-                ip = truncate_ip(client_ip(Request(scope), self.trusted_proxies))
-                log.info('%s "%s %s" %d %.1fms', ip or "-", scope["method"], scope["path"][:200], status,
-                         (time.perf_counter() - started) * 1000)
+                ip = truncate_ip(client_ip_of(scope, self.trusted_proxies))
+                log.info('%s "%s %s" %d %.1fms', ip or "-", log_text(scope["method"], 20), log_text(scope["path"]),
+                         status, (time.perf_counter() - started) * 1000)

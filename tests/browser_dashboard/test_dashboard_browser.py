@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.sync_api import Browser, Page
 
+from gateway.demo import DEMO_TOKEN
 from harness import ROOT, UA_CHROME
 
 # Screenshots for the README: refreshed with CONSENTGATE_SCREENSHOTS=docs/screenshots, else kept out of the tree.
 SHOTS = Path(os.environ.get("CONSENTGATE_SCREENSHOTS") or tempfile.mkdtemp(prefix="cg-shots-"))
-TOKEN = "demo"
+TOKEN = DEMO_TOKEN
 XSS_PATH = "/<img src=x onerror=window.__xss=1>"
 XSS_CAMPAIGN = "<script>window.__xss=2</script>"
 

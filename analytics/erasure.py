@@ -1,0 +1,63 @@
+"""SQL of the visitor's rights over stored rows: erasure (GDPR art. 17) and restriction (art. 18).
+
+A visitor is one consent id. The tables that hold their rows, and the column naming them, come
+from the schema (`analytics.schema.VISITOR_TABLES`), so a new table that holds visitor data is
+erased once it is listed there. `hit_hours` holds no visitor id: deleting the visitor's `events`
+changes the day's hit count, and analytics/visits.py rebuilds the day from the hits that remain;
+dropping the day's `visit_days` rows makes the stats read the hits at once until then.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from analytics.store import Store
+
+# A restricted visitor's hits and visits are left out of every statistic: a condition on `visitor_hash`
+# for queries that bind {site:String}. The restrictions table is small (one row per request).
+NOT_RESTRICTED = ("visitor_hash NOT IN (SELECT sipHash64(consent_id) FROM {db}.restrictions "
+                  "WHERE site = {site:String} GROUP BY consent_id HAVING argMax(action, timestamp) = 'restrict')")
+
+
+def consent_hash(consent_id: str) -> str:
+    """What the erasure log keeps of a consent id: its SHA-256, so an operator can later confirm that an
+    id was erased (hash it again) without the log naming anyone."""
+    return hashlib.sha256(consent_id.encode()).hexdigest()
+
+
+def _where(column: str) -> str:
+    value = "sipHash64({cid:String})" if column == "visitor_hash" else "{cid:String}"
+    return f"site = {{site:String}} AND {column} = {value}"
+
+
+def count_visitor_rows(store: Store, tables: Mapping[str, str], site: str, consent_id: str) -> dict[str, int]:
+    """Rows per table that hold this visitor (`tables`: table -> the column naming the visitor)."""
+    params = {"site": site, "cid": consent_id}
+    return {table: int(store.query_value(f"SELECT count() FROM {{db}}.{table} WHERE {_where(column)}", params) or 0)
+            for table, column in tables.items()}
+
+
+def invalidate_visitor_days(store: Store, site: str, consent_id: str) -> None:
+    """Forgets the built stats of every day the visitor has hits on: the stats read those days from the
+    hits until the builder has rebuilt them (after an erasure or a restriction changes what they hold)."""
+    store.command("DELETE FROM {db}.visit_days WHERE site = {site:String} AND day IN "
+                  "(SELECT DISTINCT toDate(timestamp) FROM {db}.events WHERE site = {site:String} "
+                  "AND visitor_id = {cid:String})", {"site": site, "cid": consent_id})
+
+
+def delete_visitor_rows(store: Store, tables: Mapping[str, str], site: str, consent_id: str) -> dict[str, int]:
+    """Deletes the visitor's rows from every table in `tables`; returns how many each held."""
+    counts = count_visitor_rows(store, tables, site, consent_id)
+    invalidate_visitor_days(store, site, consent_id)  # before the events go: it finds the days by them
+    params = {"site": site, "cid": consent_id}
+    for table, column in tables.items():
+        if counts[table]:
+            store.command(f"DELETE FROM {{db}}.{table} WHERE {_where(column)}", params)
+    return counts
+
+
+def restricted_consent_ids(store: Store) -> list[tuple[str, str]]:
+    """(site, consent id) of every restriction in force: the latest action per visitor is `restrict`."""
+    return [(str(site), str(cid)) for site, cid in store.query(
+        "SELECT site, consent_id FROM {db}.restrictions GROUP BY site, consent_id "
+        "HAVING argMax(action, timestamp) = 'restrict'")]

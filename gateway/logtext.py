@@ -1,0 +1,24 @@
+"""Client input made safe for a log line: one line, no control characters, bounded length.
+
+A path like `/x%0a203.0.113.9 "GET /admin" 200` decodes to a newline and would forge a
+second log line; every field a client (or a vendor, or the store) controls goes through
+`log_text` before it reaches a log call.
+"""
+from __future__ import annotations
+
+import re
+
+# C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators some log viewers
+# break lines on; the backslash too, so an escaped byte cannot be faked by sending "\x0a" literally.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\\"]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def log_text(value: object, limit: int = 200) -> str:
+    """`value` as text fit for one log line: control characters escaped (\\x0a), cut to `limit` characters."""
+    text = str(value)[:limit]
+    return _UNSAFE.sub(_escape, text)

@@ -1,0 +1,137 @@
+"""The spool in-process: group commit tickets, erasure by blanking, the disk-bytes account, outbox limits."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+
+import orjson
+
+from analytics.spool import GroupCommit, SpoolReader, SpoolWriter, remove_finished_segments, replace_file
+
+
+def segment_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jsonl"))
+
+
+def test_a_ticket_is_released_only_by_a_flush_that_came_after_its_write(tmp_path):
+    commit = GroupCommit(durable=True, interval=0)
+    spool = SpoolWriter(tmp_path, commit=commit)
+    first = spool.append({"n": 1})
+    assert first > 0
+    assert not commit.wait_sync(first, timeout=0.05)  # no flusher running: nobody synced it
+    commit.flush()
+    assert commit.wait_sync(first, timeout=0)
+    second = spool.append({"n": 2})
+    assert second > first and not commit.wait_sync(second, timeout=0.05)
+    spool.close()
+
+
+def test_one_flush_covers_every_request_waiting_and_every_spool(tmp_path):
+    commit = GroupCommit(durable=True, interval=0.005)
+    main = SpoolWriter(tmp_path / "main", commit=commit)
+    outbox = SpoolWriter(tmp_path / "outbox", commit=commit)
+    synced: list[str] = []
+    for w in (main, outbox):
+        original = w.sync
+
+        def counting(w=w, original=original) -> None:
+            if w.appended != w._synced:
+                synced.append(w.folder.name)
+            original()
+        w.sync = counting  # type: ignore[method-assign]
+
+    async def requests() -> None:
+        async def one(i: int) -> None:
+            ticket = max(main.append({"i": i}), outbox.append({"i": i}))
+            await commit.wait(ticket)
+        await asyncio.gather(*(one(i) for i in range(200)))
+
+    commit.start()
+    try:
+        asyncio.run(asyncio.wait_for(requests(), 30))
+    finally:
+        commit.stop()
+    # 400 appends from 200 concurrent requests: far fewer syncs than appends, each file synced per flush
+    assert 0 < len(synced) < 200, len(synced)
+    assert set(synced) == {"main", "outbox"}
+    main.close()
+    outbox.close()
+
+
+def test_process_durability_never_waits_nor_syncs(tmp_path):
+    commit = GroupCommit(durable=False)
+    spool = SpoolWriter(tmp_path, commit=commit)
+    assert spool.append({"n": 1}) == 0
+    asyncio.run(asyncio.wait_for(commit.wait(0), 1))
+    spool.close()
+
+
+def test_erase_blanks_matching_lines_keeps_offsets_and_readers_skip_them(tmp_path):
+    spool = SpoolWriter(tmp_path)
+    records = [{"kind": "event", "visitor_id": "a" if i % 3 == 0 else "b", "i": i} for i in range(30)]
+    for r in records:
+        spool.append(r)
+    reader = SpoolReader(tmp_path, "store")
+    head, pos = reader.read(5)  # a reader part-way through the segment
+    sizes_before = {p.name: p.stat().st_size for p in segment_files(tmp_path)}
+    erased = spool.erase(lambda r: r.get("visitor_id") == "a")
+    assert erased == 10
+    sizes_after = {p.name: p.stat().st_size for p in segment_files(tmp_path) if p.name in sizes_before}
+    assert sizes_after == sizes_before  # same length: every reader's offset still points at a line start
+    text = b"".join(p.read_bytes() for p in segment_files(tmp_path))
+    assert b'"visitor_id":"a"' not in text
+    rest, _ = reader.read(100, pos)
+    assert [r["i"] for r in rest] == [r["i"] for r in records[5:] if r["visitor_id"] == "b"]
+    spool.append({"kind": "event", "visitor_id": "a", "i": 99})  # the writer moved on to a new segment
+    assert len(segment_files(tmp_path)) == 2
+    spool.close()
+
+
+def test_disk_bytes_follow_appends_and_removed_segments(tmp_path):
+    spool = SpoolWriter(tmp_path, segment_bytes=200)
+    for i in range(20):
+        spool.append({"i": i, "pad": "x" * 40})
+    on_disk = sum(p.stat().st_size for p in segment_files(tmp_path))
+    assert spool.disk_bytes == on_disk
+    reader = SpoolReader(tmp_path, "store")
+    _, pos = reader.read(1000)
+    reader.commit(pos)
+    remove_finished_segments(tmp_path, [reader], spool)
+    assert spool.disk_bytes == sum(p.stat().st_size for p in segment_files(tmp_path))
+    assert spool.disk_bytes < on_disk
+    spool.close()
+    assert SpoolWriter(tmp_path).disk_bytes == spool.disk_bytes  # counted again from the files at start
+
+
+def test_replace_file_is_all_or_nothing(tmp_path):
+    target = tmp_path / "store.checkpoint"
+    replace_file(target, b'{"segment": 1, "offset": 0}')
+    replace_file(target, b'{"segment": 2, "offset": 7}')
+    assert json.loads(target.read_text()) == {"segment": 2, "offset": 7}
+    assert [p.name for p in tmp_path.iterdir()] == ["store.checkpoint"]  # no temporary file left behind
+
+
+def test_appends_from_many_threads_all_get_a_released_ticket(tmp_path):
+    commit = GroupCommit(durable=True, interval=0.001)
+    spool = SpoolWriter(tmp_path, commit=commit)
+    commit.start()
+    failures: list[int] = []
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            if not commit.wait_sync(spool.append({"t": n, "i": i}), timeout=10):
+                failures.append(n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    commit.stop()
+    spool.close()
+    assert failures == []
+    lines = b"".join(p.read_bytes() for p in segment_files(tmp_path)).splitlines()
+    assert len(lines) == 400 and all(orjson.loads(x) for x in lines)
