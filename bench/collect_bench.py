@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/collect_bench.py            # realistic hits (varied consented visitors, UAs, IPs)
     .venv/bin/python bench/collect_bench.py --flood    # a distinct User-Agent on every hit (what an attacker buys)
+    .venv/bin/python bench/collect_bench.py --durability both   # durability = machine vs process, same run
 
 Both servers run as uvicorn processes with uvloop + httptools, one worker, access logs
 as in production (the gateway's truncating log on, uvicorn's own off). Debian's wrk
@@ -65,6 +66,7 @@ def make_hits(gateway_url: str, visitors: int, out: Path) -> int:
     lines = []
     with httpx.Client(base_url=gateway_url, timeout=10) as c:
         for i in range(visitors):
+            c.cookies.clear()  # each visitor is a browser of its own: its own consent id, not the previous one's
             r = c.post("/s/bench/consent", json={"choices": {"analytics": True}, "method": "custom"},
                        headers={"Origin": "https://www.example.com"})
             r.raise_for_status()
@@ -119,63 +121,88 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="bare/gateway pairs, interleaved")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--visitors", type=int, default=400)
+    parser.add_argument("--durability", choices=["machine", "process", "both"], default="machine",
+                        help="the gateway's durability setting; both: one gateway of each, rounds interleaved")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: run scripts/setup (it installs Debian's wrk)")
     work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
-    config = write_config(work, gateway={"trusted_proxies": ["127.0.0.1/32"], "consent_rate_per_minute": 1_000_000, "flush_interval": float(os.environ.get("CG_FLUSH", "1.0"))},
-                          sites={"bench": {"origins": ["https://www.example.com"]}})
-    gw_port, bare_port = free_port(), free_port()
+    modes = ["machine", "process"] if args.durability == "both" else [args.durability]
+    names = {m: "gateway" if len(modes) == 1 else f"gw-{m}" for m in modes}
     py = sys.executable
-    gateway = serve([py, "-m", "gateway.cli", "serve", "--config", str(config), "--host", "127.0.0.1"], gw_port, work / "gateway.log")
+    configs, gateways, ports = {}, {}, {}
+    for mode in modes:
+        folder = work / mode
+        folder.mkdir()
+        configs[mode] = write_config(folder, gateway={
+            "trusted_proxies": ["127.0.0.1/32"], "consent_rate_per_minute": 1_000_000, "durability": mode,
+            "flush_interval": float(os.environ.get("CG_FLUSH", "1.0"))}, sites={"bench": {"origins": ["https://www.example.com"]}})
+        ports[mode] = free_port()
+        gateways[mode] = serve([py, "-m", "gateway.cli", "serve", "--config", str(configs[mode]), "--host", "127.0.0.1"],
+                               ports[mode], folder / "gateway.log")
+    bare_port = free_port()
     bare = serve([py, "-m", "uvicorn", "bare_app:app", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
                   "--host", "127.0.0.1"], bare_port, work / "bare.log", cwd=ROOT / "bench")
+    in_store: dict[str, int] = {}
     try:
-        wait_up(f"http://127.0.0.1:{gw_port}/healthz")
+        for mode in modes:
+            wait_up(f"http://127.0.0.1:{ports[mode]}/healthz")
         wait_up(f"http://127.0.0.1:{bare_port}/")
         hits = work / "hits.tsv"
-        n = make_hits(f"http://127.0.0.1:{gw_port}", args.visitors, hits)
+        # Tokens are signed with the shared test secret for site `bench`: valid at every gateway of the run.
+        n = make_hits(f"http://127.0.0.1:{ports[modes[0]]}", args.visitors, hits)
         print(f"prepared {n} hits from {args.visitors} consented visitors; {args.rounds} rounds of "
               f"wrk -t2 -c{args.connections} -d{args.seconds}s on each server"
               f"{' (flood: a new User-Agent every hit)' if args.flood else ''}", flush=True)
         # Interleaved rounds: load from other processes drifts over seconds, so each gateway round is
         # compared with the bare round right before it, and the figures are summed over the rounds.
-        rounds: dict[str, list[dict]] = {"bare": [], "gateway": []}
+        rounds: dict[str, list[dict]] = {"bare": [], **{names[m]: [] for m in modes}}
         for i in range(args.rounds):
-            for name, port in (("bare", bare_port), ("gateway", gw_port)):
+            for name, port in (("bare", bare_port), *((names[m], ports[m]) for m in modes)):
                 print(f"  round {i + 1}/{args.rounds}: {name} ...", flush=True)
                 rounds[name].append(run_wrk(f"http://127.0.0.1:{port}", hits, args.seconds, args.connections, args.flood))
         results = {name: {"rps": sum(r["rps"] for r in rs) / len(rs), "p99_ms": max(r["p99_ms"] for r in rs),
                           "errors": sum(r["errors"] for r in rs), "requests": sum(r["requests"] for r in rs),
                           "stored": sum(r["stored"] for r in rs)} for name, rs in rounds.items()}
-        pair_ratios = sorted(g["rps"] / b["rps"] for g, b in zip(rounds["gateway"], rounds["bare"]))
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(120)
-        rows = subprocess.run([py, "-m", "gateway.cli", "sql", "--config", str(config),
-                               "SELECT count() AS n FROM {db}.events"], cwd=ROOT, capture_output=True, text=True)
-        in_store = json.loads(rows.stdout.splitlines()[0])["n"]
+        for mode in modes:
+            gateways[mode].send_signal(signal.SIGTERM)
+            gateways[mode].wait(120)
+            rows = subprocess.run([py, "-m", "gateway.cli", "sql", "--config", str(configs[mode]),
+                                   "SELECT count() AS n FROM {db}.events"], cwd=ROOT, capture_output=True, text=True)
+            in_store[mode] = json.loads(rows.stdout.splitlines()[0])["n"]
     finally:
-        for p in (gateway, bare):
+        for p in (*gateways.values(), bare):
             if p.poll() is None:
                 p.kill()
-    g, b = results["gateway"], results["bare"]
-    print(f"\n{'':10}{'hits/s':>10}{'p99 ms':>10}{'errors':>8}")
-    for name in ("bare", "gateway"):
+    b = results["bare"]
+    print(f"\n{'':12}{'hits/s':>10}{'p99 ms':>10}{'errors':>8}{'ratio':>8}")
+    for name in ("bare", *names.values()):
         r = results[name]
-        print(f"{name:10}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
-    ratio = g["rps"] / b["rps"]
+        print(f"{name:12}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['errors']:>8}{r['rps'] / b['rps']:>8.2f}")
     target = 0.4 if args.flood else 0.6
-    print(f"\nratio gateway / bare: {ratio:.2f} (target >= {target}); per round: "
-          + ", ".join(f"{r:.2f}" for r in pair_ratios))
-    print(f"acknowledged as stored: {g['stored']}, rows in the store after SIGTERM: {in_store} "
-          f"({'OK' if in_store >= g['stored'] else 'LOST HITS'}; the store may hold a few more: "
-          f"hits answered after wrk stopped counting)")
+    summary: dict = {"results": results, "in_store": in_store}
+    failed = False
+    for mode in modes:
+        g = results[names[mode]]
+        pair_ratios = sorted(x["rps"] / y["rps"] for x, y in zip(rounds[names[mode]], rounds["bare"]))
+        summary[f"ratio_{mode}"] = g["rps"] / b["rps"]
+        print(f"\n{names[mode]}: ratio / bare {g['rps'] / b['rps']:.2f} (target >= {target}); per round: "
+              + ", ".join(f"{r:.2f}" for r in pair_ratios))
+        print(f"  acknowledged as stored: {g['stored']}, rows in the store after SIGTERM: {in_store[mode]} "
+              f"({'OK' if in_store[mode] >= g['stored'] else 'LOST HITS'}; the store may hold a few more: "
+              f"hits answered after wrk stopped counting)")
+        failed |= in_store[mode] < g["stored"] or bool(g["errors"])
+    if len(modes) == 2:
+        m, p = results[names["machine"]], results[names["process"]]
+        summary["machine_over_process"] = m["rps"] / p["rps"]
+        print(f"\ndurability machine / process: throughput {m['rps'] / p['rps']:.2f} (target >= 0.9), "
+              f"p99 {m['p99_ms']:.1f} ms vs {p['p99_ms']:.1f} ms (+{m['p99_ms'] - p['p99_ms']:.1f} ms, target <= 15)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"collect{'-flood' if args.flood else ''}.json").write_text(json.dumps(
-        {"results": results, "ratio": ratio, "round_ratios": pair_ratios, "in_store": in_store}, indent=2))
+    suffix = ("-flood" if args.flood else "") + ("-durability" if len(modes) == 2 else "")
+    (out / f"collect{suffix}.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(work, ignore_errors=True)
-    if in_store < g["stored"] or g["errors"]:
+    if failed:
         raise SystemExit(1)
 
 

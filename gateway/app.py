@@ -16,7 +16,7 @@ from gateway.dashboard import routes as dashboard
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.middleware.accesslog import AccessLogMiddleware
 from gateway.middleware.cors import SiteCORSMiddleware
-from gateway.openapi import openapi_json
+from gateway.openapi import openapi_json, public_openapi_json
 from gateway.ratelimit import NetworkLimiter
 from gateway.services import Services, build_services
 from gateway.stats_auth import TokenAuth
@@ -55,6 +55,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/openapi.json", public_openapi_json, methods=["GET"]),  # every public route
         Route("/api/stats/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/stats/sites", stats_api.list_sites, methods=["GET"]),
         Route("/api/stats/{site}/summary", stats_api.summary, methods=["GET"]),

@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 document of the stats API, built from the same tables the code validates with."""
+"""OpenAPI 3.1 documents: the stats API (/api/stats/openapi.json), and every public route (/openapi.json),
+built from the same limits the code validates with. tests/test_fuzz.py checks that every route is in it
+and runs schemathesis against a real gateway with it."""
 from __future__ import annotations
 
 from typing import Any
@@ -123,3 +125,169 @@ def openapi_document() -> dict[str, Any]:
 
 async def openapi_json(request: Request) -> JSONResponse:
     return JSONResponse(openapi_document())
+
+
+async def public_openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(public_openapi_document())
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json_ok(description: str, schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _text_ok(description: str, media_type: str) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}}
+
+
+SITE_ERRORS = {"403": _error("an Origin the site does not list"), "404": _error("no such site")}
+BODY_ERRORS = {"400": _error("malformed JSON or wrong types"), "413": _error("body over the limit")}
+FULL = {"503": _error("the spool is full (store down?): nothing was recorded, retry later")}
+LIMITED = {"429": _error("too many decisions or failed checks from this network: wait Retry-After seconds")}
+TOKEN_ERRORS = {"401": _error("no consent token, or one that is no longer valid")}
+SITE = _param("site", "site name from the gateway config", {"type": "string"}, "path")
+BOOL = {"type": "boolean"}
+CHOICES = {"type": "object", "properties": {c: BOOL for c in ("necessary", "preferences", "analytics", "marketing")},
+           "additionalProperties": False}
+CONSENT_ANSWER = {"type": "object", "required": ["consent_id", "choices", "policy_version", "expires_at"], "properties": {
+    "consent_id": {"type": "string"}, "token": {"type": "string"}, "choices": CHOICES,
+    "policy_version": {"type": "integer"}, "expires_at": {"type": "string", "format": "date-time"}}}
+CONSENT_BODY = {"type": "object", "required": ["choices"], "properties": {
+    "choices": CHOICES, "method": {"type": "string", "enum": ["accept_all", "reject_all", "custom", "gpc"]},
+    "language": {"type": "string", "maxLength": 12}, "consent": {"type": "string", "maxLength": 1024}}}
+HIT_BODY = {"type": "object", "required": ["url"], "properties": {
+    "type": {"type": "string", "enum": ["pageview", "event"]}, "url": {"type": "string", "format": "uri", "maxLength": 2048},
+    "referrer": {"type": "string", "maxLength": 2048}, "name": {"type": "string", "maxLength": 120},
+    "consent": {"type": "string", "maxLength": 1024},
+    "props": {"type": "object", "maxProperties": 30, "additionalProperties": {"type": "string"}}}}
+RESULT_HEADER = {"X-Consentgate-Result": {"description": "stored, forwarded, or dropped: <reason>",
+                                          "schema": {"type": "string"}}}
+TOKEN_HEADER = _param("X-Consent-Token", "the consent token (or the cg_consent cookie)", {"type": "string"}, "header")
+ANY_OBJECT = {"type": "object"}
+
+
+def _body(schema: dict[str, Any], required: bool = True, plain: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if plain:
+        content["text/plain"] = {"schema": {"type": "string"}}  # sendBeacon sends JSON as text/plain
+    return {"required": required, "content": content}
+
+
+def _page_or_error(description: str) -> dict[str, Any]:
+    """The dashboard answers a browser with its page and anything else with the JSON error."""
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}},
+                                                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _public_paths() -> dict[str, Any]:
+    html, js = "text/html", "application/javascript"
+    return {
+        "/s/{site}/collect": {"post": {
+            "summary": "A page view or event from the banner (sendBeacon); stored or forwarded only as far as "
+                       "the consent token allows", "parameters": [SITE], "requestBody": _body(HIT_BODY, plain=True),
+            "responses": {"202": {"description": "taken; the outcome is in the header", "headers": RESULT_HEADER},
+                          **BODY_ERRORS, **SITE_ERRORS, **FULL}}},
+        "/s/{site}/banner.js": {"get": {"summary": "The site's banner: code, styles, texts and config in one script",
+                                        "parameters": [SITE], "responses": {**_text_ok("the banner", js),
+                                                                             "304": {"description": "not modified"},
+                                                                             "404": SITE_ERRORS["404"]}}},
+        "/s/{site}/consent": {
+            "post": {"summary": "Record a decision; answers the signed token (also as cookie cg_consent)",
+                     "parameters": [SITE, TOKEN_HEADER], "requestBody": _body(CONSENT_BODY),
+                     "responses": {**_json_ok("the decision and its token", CONSENT_ANSWER),
+                                   **BODY_ERRORS, **SITE_ERRORS, **LIMITED, **FULL}},
+            "get": {"summary": "The caller's current consent", "parameters": [SITE, TOKEN_HEADER],
+                    "responses": {**_json_ok("the consent, or choices null", {"type": "object", "properties": {
+                        "choices": {"oneOf": [CHOICES, {"type": "null"}]}}}), **SITE_ERRORS}},
+            "delete": {"summary": "Withdraw consent: logged, the token revoked, the cookie cleared",
+                       "parameters": [SITE, TOKEN_HEADER], "requestBody": _body(ANY_OBJECT, required=False),
+                       "responses": {**_json_ok("withdrawn (false without a token)", {"type": "object", "properties": {
+                           "withdrawn": BOOL, "consent_id": {"type": ["string", "null"]}}}),
+                                     **BODY_ERRORS, **SITE_ERRORS, **LIMITED, **FULL}}},
+        "/s/{site}/privacy/me": {
+            "get": {"summary": "Export the visitor's own data (access, portability)", "parameters": [SITE, TOKEN_HEADER],
+                    "responses": {**_json_ok("events, consents, recipients", ANY_OBJECT), **TOKEN_ERRORS, **SITE_ERRORS,
+                                  **LIMITED, "503": _error("the store is unreachable")}},
+            "delete": {"summary": "Erase the visitor's events and recipients (the consent log stays as proof)",
+                       "parameters": [SITE, TOKEN_HEADER],
+                       "responses": {**_json_ok("what was erased", ANY_OBJECT), **TOKEN_ERRORS, **SITE_ERRORS, **LIMITED,
+                                     "503": _error("the store or spool is unavailable")}}},
+        "/s/{site}/privacy/me/restrict": {
+            op: {"summary": summary, "parameters": [SITE, TOKEN_HEADER],
+                 "responses": {**_json_ok("the restriction state", ANY_OBJECT), **TOKEN_ERRORS, **SITE_ERRORS, **LIMITED,
+                               "503": _error("the store or spool is unavailable")}}
+            for op, summary in (("post", "Object to / restrict processing"), ("delete", "Lift the restriction"))},
+        "/s/{site}/cookies": {"get": {"summary": "The cookie declaration page", "parameters": [SITE],
+                                      "responses": {**_text_ok("HTML page", html), "404": SITE_ERRORS["404"]}}},
+        "/s/{site}/cookies.json": {"get": {"summary": "The cookie declaration", "parameters": [SITE],
+                                           "responses": {**_json_ok("cookies by category", ANY_OBJECT),
+                                                         "404": SITE_ERRORS["404"]}}},
+        "/s/{site}/cookies.js": {"get": {"summary": "The cookie declaration as an embeddable script", "parameters": [SITE],
+                                         "responses": {**_text_ok("script", js), "404": SITE_ERRORS["404"]}}},
+        "/s/{site}/cookies-page.js": {"get": {"summary": "The script of the declaration page", "parameters": [SITE],
+                                              "responses": {**_text_ok("script", js), "404": SITE_ERRORS["404"]}}},
+        "/healthz": {"get": {"summary": "Liveness", "responses": _json_ok("alive", ANY_OBJECT)}},
+        "/readyz": {"get": {"summary": "Readiness: store writable, spool under its limit",
+                            "responses": {**_json_ok("ready", ANY_OBJECT), **_json_ok("not ready", ANY_OBJECT, "503")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (Bearer metrics_token when configured)",
+                             "responses": {**_text_ok("metrics", "text/plain"), "401": _error("metrics_token needed")}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": _json_ok("OpenAPI 3.1", ANY_OBJECT)}},
+        "/api/stats/openapi.json": {"get": {"summary": "The stats API's own document",
+                                            "responses": _json_ok("OpenAPI 3.1", ANY_OBJECT)}},
+        "/api/consents/{site}": {"get": {
+            "summary": "Auditor export of the consent log", "security": [{"statsToken": []}],
+            "parameters": [SITE, _param("from", "first day", {"type": "string", "format": "date"}),
+                           _param("to", "last day", {"type": "string", "format": "date"}), FORMAT],
+            "responses": {**_ok("consent records", ANY_OBJECT, True), "403": _error("a token of another site"), **LIMITED}}},
+        "/api/admin/{site}/visitors/{consent_id}": {
+            op: {"summary": summary, "security": [{"statsToken": []}],
+                 "parameters": [SITE, _param("consent_id", "the visitor's consent id", {"type": "string"}, "path")],
+                 "responses": {**_json_ok("done", ANY_OBJECT), "401": _error("no or a wrong admin token"),
+                               "403": _error("not this site's token"), "404": SITE_ERRORS["404"], **LIMITED,
+                               "503": _error("the store is unreachable")}}
+            for op, summary in (("get", "Export a visitor's data"), ("delete", "Erase a visitor's data"))},
+        "/api/admin/{site}/visitors/{consent_id}/restriction": {
+            op: {"summary": summary, "security": [{"statsToken": []}],
+                 "parameters": [SITE, _param("consent_id", "the visitor's consent id", {"type": "string"}, "path")],
+                 "responses": {**_json_ok("done", ANY_OBJECT), "401": _error("no or a wrong admin token"),
+                               "403": _error("not this site's token"), "404": SITE_ERRORS["404"], **LIMITED,
+                               "503": _error("the store is unreachable")}}
+            for op, summary in (("post", "Restrict a visitor's processing"), ("delete", "Lift it"))},
+        "/dashboard": {"get": {"summary": "The marketing dashboard (log-in page without a session)",
+                               "responses": {**_text_ok("HTML page", html), "401": {"description": "log-in page",
+                                             "content": {html: {"schema": {"type": "string"}}}}}}},
+        "/dashboard/login": {"post": {
+            "summary": "Log in with a stats token (form field token)",
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": {"token": {"type": "string"}}}}}},
+            "responses": {"303": {"description": "to /dashboard"}, **{s: _page_or_error(d) for s, d in (
+                ("401", "wrong token"), ("403", "foreign Origin"), ("400", "bad form"), ("413", "too large"),
+                ("429", "too many failures"))}}}},
+        "/dashboard/logout": {"post": {"summary": "Log out", "responses": {
+            "303": {"description": "to /dashboard"}, "403": _page_or_error("foreign Origin")}}},
+        "/dashboard/assets/{name}": {"get": {
+            "summary": "The dashboard's own scripts and styles",
+            "parameters": [_param("name", "file name", {"type": "string"}, "path")],
+            "responses": {**_text_ok("the file", "application/javascript"), "404": _error("no such asset")}}},
+    }
+
+
+def public_openapi_document() -> dict[str, Any]:
+    """Every public route: the ones above plus the stats API's."""
+    stats_doc = openapi_document()
+    return {
+        **stats_doc,
+        "info": {"title": "consentgate", "version": "1",
+                 "description": "Consent banner, consent-gated collect endpoint, visitor rights, stats API. "
+                                "Errors are JSON {error, detail} with a 4xx (503 when the gateway cannot keep a record)."},
+        "security": [],
+        "paths": {**_public_paths(), **{path: {op: {**spec, "security": [{"statsToken": []}],
+                                                   "responses": {**spec["responses"], **LIMITED,
+                                                                 "403": _error("a token of another site"),
+                                                                 "503": _error("the store is unreachable")}}
+                                               for op, spec in item.items()}
+                                        for path, item in stats_doc["paths"].items()}},
+    }

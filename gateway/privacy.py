@@ -130,6 +130,7 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
     else:
         services.restrictions.lift(consent_id)
     await services.commit.wait(ticket)
+    await asyncio.to_thread(services.writer.flush_pending)  # the stats' SQL reads it from the store: now
 
 
 async def export_my_data(request: Request) -> JSONResponse:

@@ -132,7 +132,7 @@ def build_services(config: GatewayConfig) -> Services:
             delete_visitor_rows(store, VISITOR_TABLES, site, consent_id)
 
         sync = RevocationSync(store, revocations, config.consent_max_age_days, config.revocation_sync_interval,
-                              on_erasure=None)
+                              on_erasure=erase_late_rows)
         metrics.gauge("consentgate_revocation_sync_lag_seconds",
                       "Seconds since this gateway last read the other gateways' revocations", sync.lag_seconds)
     return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline,

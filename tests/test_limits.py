@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from forwarding_helpers import metric, wait_until, webhook
 from harness import ROOT, SITE_ORIGIN, UA_CHROME, grant

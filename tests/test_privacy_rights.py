@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from forwarding_helpers import GATEWAY, metric, send_hit, wait_until, webhook
-from harness import ROOT, SECRET, SITE_ORIGIN, UA_CHROME, grant
+from harness import ROOT, SECRET, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, grant
 from vendor_servers import VendorServer, refuse
 
 from gateway.tokens import TokenSigner
@@ -124,7 +124,7 @@ def test_erasure_leaves_no_line_or_row_after_restart_and_replay(make_gateway):
 def _stats(c, path: str) -> dict:
     today = time.strftime("%Y-%m-%d")
     r = c.get(f"/api/stats/demo/{path}", params={"from": today, "to": today},
-              headers={"Authorization": "Bearer test-stats-token"})
+              headers={"Authorization": f"Bearer {STATS_TOKEN}"})
     assert r.status_code == 200, r.text
     return r.json()
 

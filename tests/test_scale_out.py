@@ -143,6 +143,62 @@ def test_readyz_and_metrics_show_the_sync(two_gateways):
     assert lag and 0 <= float(lag[0].split()[1]) < BOUND_S
 
 
+def test_the_same_hits_get_the_same_answers_after_a_restart(make_gateway):
+    """The rule that loads at start is the rule that ran live (gateway/revocations.py)."""
+    gw = make_gateway()
+    tokens = {}
+    with gw.client() as c:
+        first = grant(c, analytics=True)
+        tokens["first"] = first["token"]
+        def decide(token: str, **choices: bool) -> str:
+            r = c.post("/s/demo/consent", json={"choices": choices, "consent": token}, headers=HEADERS)
+            c.cookies.clear()
+            return r.json()["token"]
+        tokens["same_again"] = decide(tokens["first"], analytics=True)
+        tokens["wider"] = decide(tokens["same_again"], analytics=True, marketing=True)
+        tokens["narrower"] = decide(tokens["wider"], analytics=True)
+        tokens["other_visitor"] = grant(c, analytics=True)["token"]
+        c.cookies.clear()
+        tokens["withdrawn"] = grant(c, analytics=True)["token"]
+        c.cookies.clear()
+        c.request("DELETE", "/s/demo/consent", json={"consent": tokens["withdrawn"]}, headers=HEADERS)
+        before = {name: collect(c, t) for name, t in tokens.items()}
+    gw.stop()
+    gw.start()
+    with gw.client() as c:
+        after = {name: collect(c, t) for name, t in tokens.items()}
+    assert after == before
+    # and the answers are the rule's: only each visitor's latest token counts
+    assert before == {"first": "dropped: withdrawn", "same_again": "dropped: withdrawn", "wider": "dropped: withdrawn",
+                      "narrower": "stored", "other_visitor": "stored", "withdrawn": "dropped: withdrawn"}, before
+
+
+def test_workers_on_the_embedded_store_are_refused_with_the_alternative(tmp_path):
+    config = write_config(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "ClickHouse server store" in r.stderr and "one process" in r.stderr and "docs/deploy.md" in r.stderr
+
+
+def test_the_worker_factory_builds_an_app_with_its_own_spool(tmp_path, monkeypatch):
+    """Each worker claims its own slot (and spool) while it lives; a freed slot is taken again."""
+    from gateway.asgi import CONFIG_ENV, app_from_env, claim_worker_slot
+
+    # A server store that is never contacted: building the app opens no connection.
+    config = write_config(tmp_path, {"store": "http://127.0.0.1:9/consentgate", "data_dir": str(tmp_path / "data")})
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    first = app_from_env()
+    second = app_from_env()
+    spools = [app.state.services.config.spool_dir for app in (first, second)]
+    assert spools == [tmp_path / "data" / "worker-0" / "spool", tmp_path / "data" / "worker-1" / "spool"]
+    first.state.worker_lock.close()  # worker 0 exits
+    slot, lock = claim_worker_slot(tmp_path / "data")
+    assert slot == 0
+    lock.close()
+    second.state.worker_lock.close()
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     serve_gateways(sys.argv[1:])

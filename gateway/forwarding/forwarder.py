@@ -41,7 +41,7 @@ class Forwarder:
                  store_reader: SpoolReader, existing_ids: ExistingIds, registry: CollectorRegistry,
                  commit: GroupCommit | None = None, restrictions: RestrictionList | None = None) -> None:
         self.spool = spool
-        self.restrictions = restrictions or RestrictionList()  # art. 18: restricted visitors are not forwarded
+        self.restrictions = restrictions if restrictions is not None else RestrictionList()  # art. 18: not forwarded
         self.store_reader = store_reader  # to find outcomes spooled but not yet stored
         self.existing_ids = existing_ids  # to find outcomes already stored
         self.metrics = ForwardMetrics(registry)

@@ -45,7 +45,7 @@ class VendorWorker:
         self.metrics = metrics
         self.retry = retry
         self.breaker = breaker
-        self.restrictions = restrictions or RestrictionList()
+        self.restrictions = restrictions if restrictions is not None else RestrictionList()
         self.tracker = CommitTracker()
         self._stopping = asyncio.Event()
         self._client: httpx.AsyncClient | None = None

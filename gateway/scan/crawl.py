@@ -169,7 +169,6 @@ class PhaseRecorder:
             if self.in_flight == 0 and time.monotonic() - self.last_activity >= QUIET_MS / 1000:
                 return
             self.page.wait_for_timeout(50)
-        import sys; print("SETTLE CAP", self.in_flight, [r.url for r in self.pending_requests][-5:], file=sys.stderr)
 
     # -- pages
 

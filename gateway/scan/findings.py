@@ -14,25 +14,35 @@ def _category_text(category: str | None, source: str) -> str:
 
 def _store_advice(item: CookieSeen | StorageSeen, phase: str, what: str) -> str:
     by: SetBy = item["set_by"]
-    category = item["category"] or "analytics or marketing"
-    if by["kind"] == "http_response":
+    category = item["category"] or "marketing"
+    if item["party"] == "third":
+        source = f"the response of {by['url']}" if by["url"] else "a third party"
+        fix = (f"It comes with {source}, which the page loads before consent: load that party's tag (script, "
+               f'pixel or frame) only after consent, as <script type="text/plain" data-category="{category}" '
+               'data-src="...">.')
+    elif by["kind"] == "http_response":
         fix = (f"The server response {by['url']} sets it. Set it only after consent (read the visitor's choice "
                "server-side), or stop setting it.")
-    elif item["party"] == "third":
-        fix = ("A third party sets it from its own response or frame: load that party's tag only after consent, "
-               f'as <script type="text/plain" data-category="{category}" data-src="...">.')
     elif by["kind"] in ("script", "inline_script"):
         inline = by["kind"] == "inline_script"
         where = "an inline script of the page" if inline else f"the script {by['url']}"
         src = "" if inline else f' data-src="{by["url"]}"'
-        fix = f'It is written by {where}: let it wait for consent with <script type="text/plain" data-category="{category}"{src}>.'
+        fix = (f"It is written by {where}: let that script wait for consent, as "
+               f'<script type="text/plain" data-category="{category}"{src}>.')
     else:
         fix = "Find the script that writes it (the browser's devtools show it) and let it wait for consent."
-    if phase == "reject":
-        fix += (f" After a refusal the {what} must be gone: list it in the site's config "
-                "(cookies = {category = [names]}) so the consentgate banner removes it on Reject.")
-    return fix + (" If it is strictly necessary (login, basket, security), declare it as necessary in the "
-                  "cookie declaration; then it is no finding.")
+    if phase == "reject" and what == "key":
+        fix += (" After a refusal it must be gone: the banner removes cookies, not storage keys, so the script that "
+                "writes it must not run (or must remove it) once the visitor refused.")
+    elif phase == "reject" and item["party"] == "third":
+        fix += " After a refusal no page can remove another site's cookie: only not loading the tag prevents it."
+    elif phase == "reject":
+        fix += (" After a refusal it must be gone: list it in the site's config ([[sites.NAME.cookie]] or "
+                "cookies = {category = [names]}) so the consentgate banner removes it on Reject.")
+    if item["category"] is None and item["party"] == "first":
+        fix += (" If it is strictly necessary (login, basket, security), declare it with category = \"necessary\" "
+                "in the site's config; then it is no finding.")
+    return fix
 
 
 def _cookie_finding(phase: str, cookie: CookieSeen) -> Finding:

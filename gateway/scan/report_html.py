@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from gateway.scan.model import Finding, Phase, Report
+from gateway.scan.model import PHASE_TITLES, Finding, Phase, Report
 
 STYLE = """
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; background: #f6f8fa; }
@@ -59,11 +59,21 @@ def _category(category: str | None, source: str) -> str:
     return f"{_e(category)} <span class=muted>({'config' if source == 'config' else 'guess'})</span>"
 
 
-def _finding(f: Finding) -> str:
-    return (f'<div class="card"><p><span class="tag">{_e(f["phase"])}</span><span class="tag">{_e(f["kind"])}</span>'
-            f'<code>{_e(f["name"])}</code> <span class="muted">{_e(f["where"])}</span></p>'
-            f'<p>{_e(f["problem"])}</p><p class="fix"><strong>What to do:</strong> {_e(f["advice"])}</p>'
-            f'<p class="muted">First seen on <span class="url">{_e(f["first_page"])}</span></p></div>')
+def _findings(found: list[Finding]) -> str:
+    """One card per cookie, key or host, naming every phase it was found in (the JSON lists each phase)."""
+    groups: dict[tuple[str, str, str], list[Finding]] = {}
+    for f in found:
+        groups.setdefault((f["kind"], f["name"], f["where"]), []).append(f)
+    cards = []
+    for group in groups.values():
+        first, last = group[0], group[-1]  # the last phase's advice is the fullest (after Reject: also remove it)
+        phases = "".join(f'<span class="tag">{_e(PHASE_TITLES[f["phase"]])}</span>' for f in group)
+        cards.append(
+            f'<div class="card"><p><span class="tag">{_e(first["kind"])}</span><code>{_e(first["name"])}</code> '
+            f'<span class="muted">{_e(first["where"])}</span></p><p>{phases}</p>'
+            f'<p>{_e(first["problem"])}</p><p class="fix"><strong>What to do:</strong> {_e(last["advice"])}</p>'
+            f'<p class="muted">First seen on <span class="url">{_e(first["first_page"])}</span></p></div>')
+    return "".join(cards)
 
 
 def _phase(phase: Phase, flagged: set[str]) -> str:
@@ -127,7 +137,7 @@ def render_html(report: Report) -> str:
     if report["findings"]:
         parts.append("<h2>What to fix</h2><p>Each of these was stored or sent before the visitor consented, or after "
                      "they refused, and the site's config does not declare it strictly necessary.</p>")
-        parts += [_finding(f) for f in report["findings"]]
+        parts.append(_findings(report["findings"]))
     parts += [_phase(p, flagged) for p in report["phases"]]
     parts.append(f'<h2>What a scan cannot see</h2><p>{_e(LIMITS)}</p></main></body></html>\n')
     return "".join(parts)

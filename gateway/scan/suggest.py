@@ -35,12 +35,14 @@ def _lifetime(days: float | None, area: str | None = None) -> str:
     if days is None:
         return "session"
     if days < 1:
-        return f"{max(1, round(days * 24))} hours"
-    if days < 60:
-        return f"{round(days)} days"
-    if days < 730:
-        return f"{round(days / 30.4)} months"
-    return f"{round(days / 365)} years"
+        amount, unit = max(1, round(days * 24)), "hour"
+    elif days < 60:
+        amount, unit = round(days), "day"
+    elif days < 730:
+        amount, unit = round(days / 30.4), "month"
+    else:
+        amount, unit = round(days / 365), "year"
+    return f"{amount} {unit}{'s' if amount != 1 else ''}"
 
 
 def _declared_name(name: str) -> str:
