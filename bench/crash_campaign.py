@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import signal
@@ -209,20 +210,14 @@ def _outage(args: argparse.Namespace, folder: Path, storefs: Path) -> dict:
     t0 = time.monotonic()
     time.sleep(3)  # before: normal service
     ballast = storefs / "ballast"
-    with open(ballast, "wb") as f:  # fill the store's file system to the last byte
-        chunk = b"\0" * (1024 * 1024)
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)  # fill the store's file system to the last byte
+    for size in (1024 * 1024, 4096, 1):
         try:
             while True:
-                f.write(chunk)
-                f.flush()
+                os.write(fd, b"\0" * size)
         except OSError:
             pass
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError:
-            pass
+    os.close(fd)
     t_fault = time.monotonic()
     spool_peak = 0.0
     store_down_seen = False

@@ -30,24 +30,27 @@ BANNERS: tuple[BannerKind, ...] = (
     BannerKind("klaro", ".klaro .cookie-notice", ".klaro .cookie-notice .cm-btn-success", ".klaro .cookie-notice .cn-decline"),
 )
 
-# Returns the first visible element that looks like a cookie notice (id, class or label naming
-# cookies or consent, holding a button), described briefly; or null.
-UNKNOWN_BANNER_JS = """() => {
+# One round trip per page: the first visible recognised banner (by name), else "unknown" when a visible
+# element that names cookies or consent holds a button, else null; and the consentgate API bases
+# (https://gateway/s/SITE) of the page's banner script tags, whose calls are the consent tool's own.
+DETECT_JS = """(banners) => {
+  const visible = (el) => {
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    return box.width * box.height > 0 && style.visibility !== "hidden" && style.display !== "none";
+  };
+  const apis = Array.from(document.querySelectorAll("script[src]")).map(s => s.src)
+    .filter(src => /\\/s\\/[^/]+\\/banner\\.js([?#].*)?$/.test(src))
+    .map(src => src.replace(/\\/banner\\.js([?#].*)?$/, ""));
+  for (const [name, selector] of banners) {
+    const el = document.querySelector(selector);
+    if (el && !el.hidden && visible(el)) return {banner: name, apis};
+  }
   const candidates = document.querySelectorAll(
     '[id*="cookie" i], [class*="cookie" i], [id*="consent" i], [class*="consent" i], [aria-label*="cookie" i]');
   for (const el of candidates) {
-    const box = el.getBoundingClientRect();
-    const style = getComputedStyle(el);
-    if (box.width * box.height === 0 || style.visibility === "hidden" || style.display === "none") continue;
-    if (!el.querySelector('button, [role="button"], input[type="button"], input[type="submit"]')) continue;
-    return el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
-      (typeof el.className === "string" && el.className ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+    if (visible(el) && el.querySelector('button, [role="button"], input[type="button"], input[type="submit"]')) {
+      return {banner: "unknown", apis};
+    }
   }
-  return null;
+  return {banner: null, apis};
 }"""
-
-# The consentgate banner's own API base (https://gateway/s/SITE), from its script tag: its calls are
-# the consent tool's, not a tracker's.
-CONSENTGATE_API_JS = """() => Array.from(document.querySelectorAll('script[src]'))
-  .map(s => s.src).filter(src => /\\/s\\/[^/]+\\/banner\\.js([?#].*)?$/.test(src))
-  .map(src => src.replace(/\\/banner\\.js([?#].*)?$/, ""))"""

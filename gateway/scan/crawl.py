@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
-from gateway.scan.banners import BANNERS, CONSENTGATE_API_JS, UNKNOWN_BANNER_JS, BannerKind
+from gateway.scan.banners import BANNERS, DETECT_JS, BannerKind
 from gateway.scan.classify import Classifier, identifier_params, site_of
 from gateway.scan.model import PHASE_TITLES, CookieSeen, Decision, PageVisit, Phase, RequestSeen, SetBy, StorageSeen
 
@@ -224,13 +224,11 @@ class PhaseRecorder:
         from playwright.sync_api import Error as PlaywrightError
 
         try:
-            self.consentgate_apis.update(self.page.evaluate(CONSENTGATE_API_JS))
-            for kind in BANNERS:
-                if self.page.locator(kind.shown).first.is_visible():
-                    return kind.name, kind
-            return ("unknown" if self.page.evaluate(UNKNOWN_BANNER_JS) else None), None
+            found = self.page.evaluate(DETECT_JS, [[kind.name, kind.shown] for kind in BANNERS])
         except PlaywrightError:
             return None, None  # navigated away meanwhile
+        self.consentgate_apis.update(found["apis"])
+        return found["banner"], next((kind for kind in BANNERS if kind.name == found["banner"]), None)
 
     def decide(self, kind: BannerKind, choice: str) -> None:
         selector = kind.accept if choice == "accept" else kind.reject
