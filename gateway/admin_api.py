@@ -9,6 +9,7 @@ from `[gateway] admin_tokens` (at least 32 characters); without any configured, 
     DELETE /api/admin/{site}/visitors/{consent_id}              erase (logged as erased by the operator)
     POST   /api/admin/{site}/visitors/{consent_id}/restriction  restrict (GDPR art. 18)
     DELETE /api/admin/{site}/visitors/{consent_id}/restriction  lift the restriction
+    GET    /api/admin/backup                                    the store as a tar (`consentgate backup`)
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import hmac
 import re
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
+from gateway.backup import BackupError, backup_response
 from gateway.config import GatewayConfig, SiteConfig
 from gateway.errors import GatewayError, bad_request, unknown_site
 from gateway.privacy import BY_OPERATOR, erase_visitor, export_visitor, set_restriction
@@ -33,8 +35,8 @@ def _is_admin_token(services: Services, presented: str) -> bool:
     return found and bool(presented)
 
 
-def _authorized(request: Request) -> tuple[Services, SiteConfig, str]:
-    """The site and consent id of an admin request, once its Bearer token is one of admin_tokens."""
+def _admin_services(request: Request) -> Services:
+    """The gateway's services, once the request's Bearer token is one of admin_tokens."""
     services: Services = request.app.state.services
     if not services.config.admin_tokens:
         raise GatewayError(404, "not_found", "the admin API is off: set [gateway] admin_tokens to turn it on")
@@ -45,6 +47,12 @@ def _authorized(request: Request) -> tuple[Services, SiteConfig, str]:
         auth.count_failure(request)
         raise GatewayError(401, "bad_admin_token",
                            "send 'Authorization: Bearer <token>' with one of the config's [gateway] admin_tokens")
+    return services
+
+
+def _authorized(request: Request) -> tuple[Services, SiteConfig, str]:
+    """The site and consent id of an admin request, once its Bearer token is one of admin_tokens."""
+    services = _admin_services(request)
     name = request.path_params["site"]
     site = services.config.sites.get(name)
     if site is None:
@@ -78,6 +86,15 @@ async def lift_restriction(request: Request) -> JSONResponse:
     services, site, consent_id = _authorized(request)
     await set_restriction(services, site, consent_id, False, BY_OPERATOR)
     return JSONResponse({"restricted": False, "consent_id": consent_id})
+
+
+async def backup_store(request: Request) -> StreamingResponse:
+    """GET /api/admin/backup: the store as a tar (gateway/backup.py), for `consentgate backup`."""
+    services = _admin_services(request)
+    try:
+        return await backup_response(services.store, services.writer, services.config.data_dir)
+    except BackupError as exc:
+        raise GatewayError(409, "backup_unavailable", str(exc)) from None
 
 
 # ---- the client side: `consentgate privacy ...` ---------------------------------------------------

@@ -52,6 +52,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/api/admin/{site}/visitors/{consent_id}", admin_api.erase_visitor_data, methods=["DELETE"]),
         Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.restrict_visitor, methods=["POST"]),
         Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.lift_restriction, methods=["DELETE"]),
+        Route("/api/admin/backup", admin_api.backup_store, methods=["GET"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),

@@ -127,6 +127,17 @@ def main(argv: list[str] | None = None) -> None:
         p_action.add_argument("--token", default="", help="an admin token (default: env CONSENTGATE_ADMIN_TOKEN, "
                               "then the config's first admin_tokens entry)")
         p_action.add_argument("--out", default="", help="write the answer to this file")
+    p_backup = sub.add_parser("backup", help="copy the store (schema and rows) into a new folder, through the running "
+                              "gateway's admin API")
+    p_backup.add_argument("--config", required=True)
+    p_backup.add_argument("--to", required=True, help="a new or empty folder for the backup")
+    p_backup.add_argument("--url", default="", help="the gateway's address (default: [gateway] public_url)")
+    p_backup.add_argument("--token", default="", help="an admin token (default: env CONSENTGATE_ADMIN_TOKEN, "
+                          "then the config's first admin_tokens entry)")
+    p_restore = sub.add_parser("restore", help="load a backup into the config's store, which must be empty "
+                               "(gateway stopped); checks every table's rows and checksum")
+    p_restore.add_argument("--config", required=True)
+    p_restore.add_argument("--from", dest="source", required=True, help="a folder made by consentgate backup")
     scan_command.add_parser(sub)
     p_demo = sub.add_parser("demo", help="run a gateway with generated past traffic and a demo site that embeds the banner")
     p_demo.add_argument("--events", type=int, default=300_000, help="generated events of past traffic (default 300000)")
@@ -163,6 +174,12 @@ def main(argv: list[str] | None = None) -> None:
 
         raise SystemExit(run_privacy_command(_load_or_exit(args.config), args.privacy_command, args.site,
                                              args.consent_id, args.url, args.token, args.out))
+    elif args.command in ("backup", "restore"):
+        from gateway.backup import run_backup, run_restore
+
+        config = _load_or_exit(args.config)
+        raise SystemExit(run_backup(config, args.to, args.url, args.token) if args.command == "backup"
+                         else run_restore(config, args.source))
     elif args.command == "scan":
         raise SystemExit(scan_command.main(args))
     elif args.command == "vendors":

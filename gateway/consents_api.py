@@ -32,6 +32,7 @@ PARAMS = ("from", "to", "format")
 ROWS_PER_CHUNK = 2000  # decisions per write: few syscalls, little memory
 FLAGS = ("preferences", "analytics", "marketing", "gpc")
 CSV_COLUMNS = (*DECISION_COLUMNS, "banner_language", "wording")
+EARLIEST, LATEST = date(2000, 1, 1), date(2199, 12, 31)  # what ClickHouse's DateTime64 and this product can hold
 
 
 def _iso(value: datetime) -> str:
@@ -93,10 +94,12 @@ def csv_body(versions: dict[str, ShownVersion], rows: Iterator[tuple[Any, ...]])
 
 def _range(params: dict[str, str], keep_days: int) -> tuple[date, date]:
     end = _date(params["to"], "to") if "to" in params else datetime.now(timezone.utc).date()
-    start = _date(params["from"], "from") if "from" in params else end - timedelta(days=keep_days)
+    if not EARLIEST <= end <= LATEST:
+        raise bad_request(f"'to' must be a day between {EARLIEST} and {LATEST}, got {end}")
+    start = _date(params["from"], "from") if "from" in params else end - timedelta(days=min(keep_days, (end - EARLIEST).days))
     if start > end:
         raise bad_request(f"'from' ({start}) is after 'to' ({end}): swap them")
-    return start, end
+    return max(start, EARLIEST), end
 
 
 def _utc(day: date) -> datetime:

@@ -256,6 +256,11 @@ def _public_paths() -> dict[str, Any]:
                                "403": _error("not this site's token"), "404": SITE_ERRORS["404"], **LIMITED,
                                "503": _error("the store is unreachable")}}
             for op, summary in (("post", "Restrict a visitor's processing"), ("delete", "Lift it"))},
+        "/api/admin/backup": {"get": {
+            "summary": "The store as a tar of schema and Native rows (consentgate backup)", "security": [{"statsToken": []}],
+            "responses": {**_text_ok("tar archive", "application/x-tar"), "401": _error("no or a wrong admin token"),
+                          "409": _error("a cluster store: use ClickHouse's BACKUP"), **LIMITED,
+                          "503": _error("the store is unreachable")}}},
         "/dashboard": {"get": {"summary": "The marketing dashboard (log-in page without a session)",
                                "responses": {**_text_ok("HTML page", html), "401": {"description": "log-in page",
                                              "content": {html: {"schema": {"type": "string"}}}}}}},

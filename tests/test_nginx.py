@@ -36,11 +36,15 @@ http {{
 
 
 @pytest.fixture
-def nginx_gateway(make_gateway, tmp_path):
+def nginx_gateway(make_gateway, tmp_path, request):
     gw = make_gateway(gateway={"trusted_proxies": ["127.0.0.1/32"], "access_log": "all"})
     port = free_port()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf(tmp_path, gw.port, port))
+    text = nginx_conf(tmp_path, gw.port, port)
+    for old, new in getattr(request, "param", {}).items():  # indirect parametrization: edits of the shipped text
+        assert old in text, old
+        text = text.replace(old, new)
+    conf.write_text(text)
     check = subprocess.run(["nginx", "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"])
@@ -90,30 +94,27 @@ def test_nginx_keeps_metrics_to_internal_networks(nginx_gateway):
         assert outside.get("/healthz").status_code == 200
 
 
-def test_nginx_limits_login_attempts_and_api_floods(nginx_gateway):
-    """Issue 8 finding 5: limit_req in front of the gateway's own failure limit. nginx's 429 page says
-    "nginx"; the gateway's own answers never do."""
-    from concurrent.futures import ThreadPoolExecutor
+SHIPPED_RATES = {"zone=consentgate_login:10m rate=10r/m": "zone=consentgate_login:10m rate=1r/m",
+                 "zone=consentgate_api:10m rate=20r/s": "zone=consentgate_api:10m rate=1r/m"}
 
+
+@pytest.mark.parametrize("nginx_gateway", [SHIPPED_RATES], indirect=True)
+def test_nginx_limits_login_attempts_and_api_floods(nginx_gateway):
+    """Issue 8 finding 5: limit_req in front of the gateway's own failure limit. The shipped rates
+    (10 logins a minute, 20 API requests a second) are slowed to 1 a minute here, so that the count
+    of refusals depends on the bursts alone and not on how fast this shared machine answers; the
+    bursts are as shipped. nginx's 429 page says "nginx"; the gateway's own answers never do."""
     from harness import STATS_TOKEN
 
     gw, url, folder = nginx_gateway
     with httpx.Client(base_url=url, timeout=10) as c:
         logins = [c.post("/dashboard/login", data={"token": f"guess-{i}"}) for i in range(12)]
-    passed = [r for r in logins if r.status_code == 401]
-    refused = [r for r in logins if r.status_code == 429]
-    # 1 + burst 5 reach the gateway at once (one more if 6 s passed meanwhile on a slow machine)
-    assert 6 <= len(passed) <= 7 and len(passed) + len(refused) == 12, [r.status_code for r in logins]
-    assert all("nginx" in r.text for r in refused)
-
-    def stats(_: int) -> httpx.Response:
-        return httpx.get(f"{url}/api/stats/sites", headers={"Authorization": f"Bearer {STATS_TOKEN}"}, timeout=10)
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(stats, range(200)))
-    codes = {r.status_code for r in answers}
-    assert codes == {200, 429}, codes  # the right token, too fast: nginx refuses the excess
-    assert all("nginx" in r.text for r in answers if r.status_code == 429)
+        assert [r.status_code for r in logins] == [401] * 6 + [429] * 6  # 1 + burst 5 reach the gateway
+        assert all("nginx" in r.text for r in logins[6:])
+        answers = [c.get("/api/stats/sites", headers={"Authorization": f"Bearer {STATS_TOKEN}"}) for _ in range(50)]
+        assert [r.status_code for r in answers] == [200] * 41 + [429] * 9  # the right token too: 1 + burst 40
+        assert all("nginx" in r.text for r in answers[41:])
+        assert c.get("/healthz").status_code == 200  # other locations are not limited
 
 
 def _log_map_server(tmp, port: int) -> str:

@@ -195,6 +195,7 @@ def test_export_needs_a_token_for_that_site_and_good_parameters(make_gateway):
     for params, words in [({"from": "2026-05-02", "to": "2026-05-01"}, "after"),
                           ({"from": "yesterday"}, "YYYY-MM-DD"),
                           ({"format": "xml"}, "json or csv"),
+                          ({"to": "9999-12-31"}, "between 2000-01-01 and 2199-12-31"),
                           ({"consent_id": "a" * 32}, "unknown parameter")]:
         r = export(gw, **params)
         assert r.status_code == 400 and words in r.json()["detail"], (params, r.text)

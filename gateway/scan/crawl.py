@@ -172,8 +172,9 @@ class PhaseRecorder:
 
     # -- pages
 
-    def visit(self, url: str) -> tuple[PageVisit, list[str]]:
-        """Loads one page, lets it settle, records what it left; returns the visit and its links."""
+    def visit(self, url: str, adopt_site: bool = False) -> tuple[PageVisit, list[str]]:
+        """Loads one page, lets it settle, records what it left; returns the visit and its links.
+        adopt_site: the site (first party) is where the page landed, after redirects (the start URL)."""
         from playwright.sync_api import Error as PlaywrightError
 
         visit: PageVisit = {"url": url, "status": None, "error": None, "banner": None,
@@ -184,6 +185,8 @@ class PhaseRecorder:
         except PlaywrightError as exc:
             visit["error"] = str(exc).splitlines()[0][:300]
             return visit, []
+        if adopt_site:
+            self.site = site_of(urlsplit(self.page.url).hostname or "")
         self.settle()
         visit["banner"] = self.banner_shown()[0]
         links = self._links()
@@ -405,7 +408,7 @@ def crawl(options: CrawlOptions, classifier: Classifier) -> CrawlResult:
         # Phase 1: a first-time visitor who does not answer the banner.
         with visitor(playwright, options, user_agent) as context:
             recorder = PhaseRecorder(context, site_of(urlsplit(options.url).hostname or ""), classifier, options)
-            start, links = recorder.visit(options.url)
+            start, links = recorder.visit(options.url, adopt_site=True)
             if start["error"] or (start["status"] or 0) >= 400:
                 raise ScanFailed(f"the start page {options.url} did not load: "
                                  f"{start['error'] or 'HTTP ' + str(start['status'])}")

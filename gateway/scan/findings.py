@@ -37,8 +37,9 @@ def _store_advice(item: CookieSeen | StorageSeen, phase: str, what: str) -> str:
     elif phase == "reject" and item["party"] == "third":
         fix += " After a refusal no page can remove another site's cookie: only not loading the tag prevents it."
     elif phase == "reject":
-        fix += (" After a refusal it must be gone: list it in the site's config ([[sites.NAME.cookie]] or "
-                "cookies = {category = [names]}) so the consentgate banner removes it on Reject.")
+        listed = f'cookies = {{{item["category"] or "marketing"} = ["{item["name"]}"]}}'
+        fix += (f" After a refusal it must be gone: list it in the site's config ({listed}) so the consentgate "
+                "banner removes it on Reject.")
     if item["category"] is None and item["party"] == "first":
         fix += (" If it is strictly necessary (login, basket, security), declare it with category = \"necessary\" "
                 "in the site's config; then it is no finding.")
