@@ -15,7 +15,7 @@
   // A decision counts only for the current policy version and until its token expires.
   var current = stored.policy_version === C.policy_version && Date.parse(stored.expires_at) > Date.now() ? stored.choices : null;
   var lastUrl = ""; // the last page view sent: one per URL, also across SPA route changes
-  var root, banner, modal, reopen, returnFocus;
+  var root, banner, modal, reopen, mine, returnFocus;
 
   function pickLanguage() {
     var wanted = [d.documentElement.lang].concat(navigator.languages || [navigator.language]);
@@ -151,9 +151,9 @@
       lines.map(esc).join("<br>") + "</p></div>";
   }
 
-  function buttons(actions) {
+  function buttons(actions, look) {
     return '<div class="cg-btns">' + actions.map(function (a) {
-      return '<button type="button" class="cg-btn" data-action="' + a[0] + '">' + esc(T[a[1]]) + "</button>";
+      return '<button type="button" class="' + (look || "cg-btn") + '" data-action="' + a[0] + '">' + esc(T[a[1]]) + "</button>";
     }).join("") + "</div>";
   }
 
@@ -177,12 +177,13 @@
       '<div class="cg-modal" hidden><div class="cg-panel" role="dialog" aria-modal="true" aria-labelledby="cg-ptitle">' +
       '<h2 id="cg-ptitle">' + esc(T.prefs_title) + "</h2><p>" + esc(T.prefs_intro) + "</p>" +
       ["necessary"].concat(CATEGORIES).map(category).join("") +
-      buttons([["reject", "reject_all"], ["save", "save"], ["accept", "accept_all"]]) + "</div></div>" +
+      buttons([["reject", "reject_all"], ["save", "save"], ["accept", "accept_all"]]) + '<div class="cg-mine"></div></div></div>' +
       '<button type="button" class="cg-reopen cg-' + C.reopen_position + '" data-action="show" hidden>' + esc(T.reopen) + "</button>";
     d.body.appendChild(root);
     banner = root.firstChild;
     modal = banner.nextSibling;
     reopen = modal.nextSibling;
+    mine = modal.querySelector(".cg-mine");
     root.addEventListener("click", onClick);
     d.addEventListener("keydown", onKey);
   }
@@ -193,6 +194,22 @@
     else if (action === "reject") decide(all(false), "reject_all");
     else if (action === "settings") openSettings();
     else if (action === "show" || e.target === modal) show(); // a click beside the settings goes back
+    else if (action === "mine") myData("open");
+    else if (action === "erase") myData("confirm");
+    else if (action === "export") myRequest("GET").then(function (r) { return r.blob(); }).then(function (blob) {
+      var a = d.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = "my-data-" + C.site + ".json";
+      a.click();
+      setTimeout(URL.revokeObjectURL, 60000, a.href);
+    }).catch(myError);
+    else if (action === "erase_yes") myRequest("DELETE").then(function () {
+      // Erased and withdrawn at the gateway: forget the token, drop the cookies, ask again.
+      remember({});
+      apply(all(false));
+      current = null;
+      show();
+    }, myError);
     else if (action === "save") {
       var choices = {};
       CATEGORIES.forEach(function (c) { choices[c] = modal.querySelector("#cg-" + c).checked; });
@@ -233,6 +250,29 @@
     banner.hidden = true;
     modal.hidden = false;
     modal.querySelector("input:not([disabled])").focus();
+    myData("");
+  }
+
+  // "My data": the visitor's own export and erasure, with their token; erasure only after a second click.
+  function myData(step, error) {
+    var confirm = step === "confirm";
+    mine.innerHTML = !stored.token ? "" : (step ? "<p" + (error ? ' role="alert">' + esc(error) : ">" +
+      esc(T[confirm ? "erase_confirm" : "my_data_intro"])) + "</p>" : "") +
+      buttons(!step ? [["mine", "my_data"]] : confirm ? [["mine", "cancel"], ["erase_yes", "erase_yes"]] :
+        [["export", "download"], ["erase", "erase"]], "cg-lnk");
+    if (step) mine.querySelector("button").focus();
+  }
+
+  function myRequest(method) {
+    return fetch(api + "/privacy/me", {method: method, credentials: "include", headers: {"X-Consent-Token": stored.token}})
+      .then(function (r) {
+        if (!r.ok) throw new Error("consentgate: " + r.status);
+        return r;
+      });
+  }
+
+  function myError() {
+    myData("open", T.my_data_error);
   }
 
   function hide() {

@@ -36,8 +36,11 @@ STYLE = ("body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:0 auto;
          ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}")
 # The one inline style is allowed by its hash; scripts only from the gateway itself (no inline script).
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+# "Change my choice" loads the banner, which adds its own <style> (the same bytes for every site): by its hash too.
+BANNER_STYLE_HASH = base64.b64encode(hashlib.sha256(BannerSource.load().css.encode()).digest()).decode()
 SECURITY_HEADERS = {
-    "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src 'self' 'sha256-{STYLE_HASH}'; "
+    "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src 'self' 'sha256-{STYLE_HASH}' "
+                               f"'sha256-{BANNER_STYLE_HASH}'; "
                                "connect-src 'self'; img-src 'self' data:; form-action 'none'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
-from forwarding_helpers import send_hit
+from forwarding_helpers import send_hit, wait_until
 from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, grant, write_config
 
 ADMIN_TOKEN = "admin-token-for-backup-tests-0123456789"
@@ -133,8 +133,8 @@ def test_backup_route_needs_an_admin_token_and_the_command_a_new_folder(make_gat
         assert wrong.status_code == 401 and wrong.json()["error"] == "bad_admin_token"
         ok = c.get("/api/admin/backup", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert ok.status_code == 200 and ok.headers["content-type"] == "application/x-tar"
-    # The scratch folder of the snapshot is gone once it was sent.
-    assert not list(gw.folder.glob("store/backup-*"))
+    # The scratch folder of the snapshot is removed once it was sent.
+    wait_until(lambda: not list(gw.folder.glob("store/backup-*")), 10, "scratch folder removed")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "something").write_text("x")

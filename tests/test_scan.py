@@ -8,6 +8,7 @@ in a subprocess, so its exit status and files are what CI gets. Modes of the sit
   the consentgate banner gates /analytics.js (cookies `_ga`, `_gid`).
 - fixed: the same cookie, key and pixel, but inside a gated /tracking.js.
 - other_banner: no consentgate banner, a cookie notice the scan cannot answer, nothing stored.
+- onetrust: a banner with OneTrust's element ids, which loads /analytics.js after Accept.
 Every page links to /, /producten, /contact, a PDF and a page on the tracker; the scan follows only
 same-origin pages, so all traffic stays on loopback.
 
@@ -60,6 +61,22 @@ PAGE = """<!doctype html><html lang="nl"><head><meta charset="utf-8"><title>Koff
 <script type="text/plain" data-category="analytics" data-src="/analytics.js"></script>
 </body></html>"""
 NOTICE = '<div id="cookie-notice">Wij gebruiken cookies. <button type="button">OK</button></div>'
+# A banner with OneTrust's documented element ids (not OneTrust's code): it stores the choice in its
+# consent cookie and loads /analytics.js only after Accept.
+ONETRUST = """<div id="onetrust-banner-sdk">Wij gebruiken cookies.
+<button id="onetrust-accept-btn-handler">Accepteren</button> <button id="onetrust-reject-all-handler">Weigeren</button></div>
+<script>(function () {
+  var banner = document.getElementById("onetrust-banner-sdk");
+  function apply(choice) {
+    banner.hidden = true;
+    if (choice === "all") { var s = document.createElement("script"); s.src = "/analytics.js"; document.body.appendChild(s); }
+  }
+  function decide(choice) { document.cookie = "OptanonConsent=" + choice + "; max-age=31536000; path=/"; apply(choice); }
+  var stored = (document.cookie.match(/OptanonConsent=(\\w+)/) || [])[1];
+  if (stored) apply(stored);
+  document.getElementById("onetrust-accept-btn-handler").onclick = function () { decide("all"); };
+  document.getElementById("onetrust-reject-all-handler").onclick = function () { decide("necessary"); };
+})();</script>"""
 PAGES = {"/": "Home", "/producten": "Producten", "/contact": "Contact"}
 
 
@@ -84,10 +101,11 @@ class ScanSite:
 
     def page(self, path: str) -> str:
         leaky = self.mode == "leaky"
-        banner = "" if self.mode == "other_banner" else f'<script src="{self.gateway}/s/{self.site}/banner.js" defer></script>\n'
+        consentgate = self.mode in ("leaky", "fixed")
+        banner = f'<script src="{self.gateway}/s/{self.site}/banner.js" defer></script>\n' if consentgate else ""
         body = {"leaky": LEAKY_BODY, "fixed": FIXED_BODY}.get(self.mode, "")
         return PAGE.format(title=PAGES[path], banner=banner, head=LEAKY_HEAD if leaky else "", tracker=self.tracker,
-                           notice=NOTICE if self.mode == "other_banner" else "",
+                           notice={"other_banner": NOTICE, "onetrust": ONETRUST}.get(self.mode, ""),
                            body=body.format(tracker=self.tracker, pixel_id=PIXEL_ID))
 
     def start(self) -> "ScanSite":
@@ -331,6 +349,19 @@ def test_unrecognised_banner_skips_the_phases_after_consent(scan_site, tmp_path)
         p = phase(run.report, name)
         assert (p["status"], p["note"]) == ("skipped", "banner not recognised: phases after consent skipped")
     assert "banner not recognised: phases after consent skipped" in run.stdout
+
+
+def test_a_recognised_other_banner_is_answered_too(scan_site, tmp_path):
+    site, _ = scan_site
+    site.mode = "onetrust"
+    run = scan(tmp_path, site.origin + "/", "--pages", "0")
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.report["banner"] == "onetrust"
+    assert phase(run.report, "reject")["decision"] == {"banner": "onetrust", "clicked": "reject", "page": site.origin + "/"}
+    # Its consent cookie is strictly necessary (built-in list); the gated analytics run only after Accept.
+    assert items(phase(run.report, "reject"), necessary=True) == {"cookie:OptanonConsent"}
+    assert items(phase(run.report, "reject")) == set() and items(phase(run.report, "no_consent")) == set()
+    assert items(phase(run.report, "accept")) == {"cookie:_ga", "cookie:_gid"}
 
 
 # -- errors: exit 2, never 1 (which means findings)

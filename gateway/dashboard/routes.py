@@ -31,7 +31,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the login form,
+    # and the login's CSRF check could not tell the dashboard's own form from a sandboxed attacker's.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 LOGIN_FAILED = "That token is not one of this gateway's stats tokens. Check it and try again."

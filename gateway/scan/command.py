@@ -65,13 +65,18 @@ def check_args(args: ScanArgs) -> None:
 def _load_site(args: ScanArgs) -> tuple[str | None, list]:
     """The config's site to judge by (named, the only one, or the one whose origins hold the URL)
     and its declared cookies. Without --config: no site, the built-in list only."""
-    from gateway.config import ConfigError, load_config
+    import os
+    import secrets
+
+    from gateway.config import SECRET_ENV, ConfigError, load_config
     from gateway.scan.classify import declared_cookies
 
     if args.config is None:
         return args.site, []
     try:
-        config = load_config(args.config)
+        # The scan reads only the cookie declaration: a throwaway secret, so that a CI job without the
+        # gateway's real secret (or with a placeholder in the file) can still scan.
+        config = load_config(args.config, env={**os.environ, SECRET_ENV: secrets.token_urlsafe(32)})
     except ConfigError as exc:
         raise UsageError(f"{len(exc.problems)} problem(s) in {args.config}: " + "; ".join(exc.problems)) from None
     if args.site is not None:
@@ -160,8 +165,8 @@ def run_scan(args: ScanArgs) -> int:
     except ScanFailed as exc:
         result, errors = None, [{"phase": None, "page": args.url, "message": str(exc)}]
     except Exception as exc:  # noqa: BLE001 - exit 1 means findings; a crash must not look like one
-        result, errors = None, [{"phase": None, "page": args.url,
-                                 "message": f"the scan stopped: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}]
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        result, errors = None, [{"phase": None, "page": args.url, "message": f"the scan stopped: {type(exc).__name__}: {first_line}"}]
     report = build_report(args, site, started, result, errors)
     # With --suggest-config the TOML alone goes to stdout (to redirect into a file); the summary to stderr.
     print_summary(report, sys.stderr if args.suggest_config else sys.stdout)

@@ -5,7 +5,7 @@ start a new visitor, answer the banner on the start page, then browse the same p
 What a phase records is the state the visitor's browser holds after each page (cookie jar,
 localStorage/sessionStorage of every frame) plus the requests the pages made to other sites;
 hooks on `document.cookie`, `Storage.setItem` and every response's Set-Cookie tell which
-script or response wrote each cookie or key.
+script or response wrote each cookie or key. Importing this module needs Playwright (the `scan` extra).
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
+
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import sync_playwright
 
 from gateway.scan.banners import BANNERS, DETECT_JS, BannerKind
 from gateway.scan.classify import Classifier, identifier_params, site_of
@@ -175,8 +178,6 @@ class PhaseRecorder:
     def visit(self, url: str, adopt_site: bool = False) -> tuple[PageVisit, list[str]]:
         """Loads one page, lets it settle, records what it left; returns the visit and its links.
         adopt_site: the site (first party) is where the page landed, after redirects (the start URL)."""
-        from playwright.sync_api import Error as PlaywrightError
-
         visit: PageVisit = {"url": url, "status": None, "error": None, "banner": None,
                             "new_cookies": [], "new_storage": [], "third_party_hosts": []}
         try:
@@ -224,8 +225,6 @@ class PhaseRecorder:
 
     def banner_shown(self) -> tuple[str | None, BannerKind | None]:
         """The banner on screen now: a recognised kind, "unknown", or None."""
-        from playwright.sync_api import Error as PlaywrightError
-
         try:
             found = self.page.evaluate(DETECT_JS, [[kind.name, kind.shown] for kind in BANNERS])
         except PlaywrightError:
@@ -242,16 +241,12 @@ class PhaseRecorder:
     # -- helpers
 
     def _links(self) -> list[str]:
-        from playwright.sync_api import Error as PlaywrightError
-
         try:
             return self.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
         except PlaywrightError:
             return []
 
     def _read_set_cookie_headers(self) -> None:
-        from playwright.sync_api import Error as PlaywrightError
-
         responses, self.pending_responses[:] = list(self.pending_responses), []
         for response in responses:
             try:
@@ -297,8 +292,6 @@ class PhaseRecorder:
         }
 
     def _storage_items(self) -> Iterator[tuple[str, str, str]]:
-        from playwright.sync_api import Error as PlaywrightError
-
         for frame in self.page.frames:
             try:
                 found = frame.evaluate(STORAGE_JS)
@@ -352,8 +345,6 @@ def visitor(playwright: Any, options: CrawlOptions, user_agent: str | None) -> I
     """A first-time visitor: a new, empty browser profile that accepts third-party cookies, as a
     default desktop browser does (Chromium blocks them in its incognito-like contexts, which
     would hide a tracker's cookies)."""
-    from playwright.sync_api import Error as PlaywrightError
-
     profile = Path(tempfile.mkdtemp(prefix="consentgate-scan-"))
     try:
         (profile / "Default").mkdir()
@@ -400,8 +391,6 @@ class CrawlResult:
 
 def crawl(options: CrawlOptions, classifier: Classifier) -> CrawlResult:
     """Runs the three phases. Raises ScanFailed when no verdict is possible."""
-    from playwright.sync_api import sync_playwright
-
     browser, user_agent = browser_identity(options.chromium)
     errors: list[dict[str, str | None]] = []
     with sync_playwright() as playwright:
@@ -414,7 +403,8 @@ def crawl(options: CrawlOptions, classifier: Classifier) -> CrawlResult:
                                  f"{start['error'] or 'HTTP ' + str(start['status'])}")
             final = urlsplit(recorder.page.url)
             origin = f"{final.scheme}://{final.netloc}"
-            banner, banner_kind = start["banner"], recorder.banner_shown()[1]
+            banner = start["banner"]
+            banner_kind = next((kind for kind in BANNERS if kind.name == banner), None)
             pages, queue, visited = [start], same_origin_links(links, origin), [urldefrag(recorder.page.url).url]
             while queue and len(pages) <= options.pages:
                 url = queue.pop(0)
@@ -443,8 +433,6 @@ def crawl(options: CrawlOptions, classifier: Classifier) -> CrawlResult:
 def _decided_phase(playwright: Any, options: CrawlOptions, user_agent: str | None, classifier: Classifier,
                    site: str, kind: BannerKind, choice: str, urls: list[str],
                    errors: list[dict[str, str | None]]) -> Phase:
-    from playwright.sync_api import Error as PlaywrightError
-
     with visitor(playwright, options, user_agent) as context:
         recorder = PhaseRecorder(context, site, classifier, options)
         try:
