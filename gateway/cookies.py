@@ -227,6 +227,10 @@ EMBED_SCRIPT = """(function (d, data) {
     var root = d.getElementById("consentgate-cookies");
     if (!root) return;
     var w = data.words, doc = d.createDocumentFragment();
+    // Category headings one level below the page's last heading before the div: the outline stays whole.
+    var above = [].filter.call(d.querySelectorAll("h1,h2,h3,h4,h5"), function (h) {
+      return h.compareDocumentPosition(root) & 4;
+    }).pop(), level = above ? +above.tagName[1] + 1 : 2;
     var cg = window.ConsentGate, choice = cg && cg.getConsent ? cg.getConsent() : null;
     var cur = el("p", w.choice + ": ");
     if (choice && choice.choices) choice = choice.choices;
@@ -240,7 +244,7 @@ EMBED_SCRIPT = """(function (d, data) {
       doc.appendChild(b);
     }
     data.categories.forEach(function (c) {
-      doc.appendChild(el("h3", c.name));
+      doc.appendChild(el("h" + level, c.name));
       doc.appendChild(el("p", c.description));
       if (c.cookies.length) doc.appendChild(table([w.cookie, w.purpose, w.lifetime, w.party], c.cookies.map(function (k) {
         return [k.name, k.purpose, k.lifetime, w[k.party] + (k.provider ? " (" + k.provider + ")" : "")];

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import jsonschema_rs
 import pytest
 
+from gateway.scan.classify import identifier_params, site_of
 from gateway.scan.findings import findings as judge
 from gateway.scan.report_html import render_html
 from gateway.scan.schema import REPORT_SCHEMA
@@ -329,7 +330,7 @@ def test_html_report_screenshot(leaky_scan, browser, tmp_path):
 def test_fixed_site_exits_0_and_still_shows_everything_after_accept(scan_site, tmp_path):
     site, gw = scan_site
     site.mode = "fixed"
-    run = scan(tmp_path, site.origin + "/", "--config", str(gw.config_path), "--pages", "1")
+    run = scan(tmp_path, site.origin + "/", "--config", str(gw.config_path), "--pages", "0")
     assert run.code == 0, run.stdout + run.stderr
     assert run.report["verdict"] == {"status": "clean", "exit_code": 0, "findings": 0, "errors": 0}
     assert items(phase(run.report, "no_consent")) == set() and items(phase(run.report, "reject")) == set()
@@ -449,3 +450,41 @@ def test_suggested_config_keeps_a_hostile_storage_key_inside_its_string():
     raw = tomllib.loads(suggest_config(hostile_report(), "shop"))
     assert set(raw) == {"sites"}  # no [gateway] table smuggled in through the key's newlines
     assert [c["name"] for c in raw["sites"]["shop"]["cookie"]] == [HOSTILE_KEY]
+
+
+# -- the small judgements
+
+def test_site_of_and_identifier_params():
+    assert site_of("www.shop.example.co.uk") == "example.co.uk" and site_of("cdn.clientbox.nl") == "clientbox.nl"
+    assert site_of("127.0.0.2") == "127.0.0.2" and site_of("localhost") == "localhost" and site_of("[::1]") == "::1"
+    assert identifier_params("https://t.example/p?uid=ab12cd34&v=2&page=home") == ["uid"]  # by name
+    assert identifier_params("https://t.example/p?x=550e8400-e29b-41d4-a716-446655440000") == ["x"]  # a UUID
+    assert identifier_params("https://t.example/collect?c=GA1.1.123456789.1700000000") == ["c"]  # a GA client id
+    assert identifier_params("https://t.example/p?k=visitor-77", {"visitor-77"}) == ["k"]  # a cookie's value
+    assert identifier_params("https://t.example/p?uid=1&lang=nl&w=1280&ts=1700000000") == []  # short or no id
+
+
+def test_what_the_config_declares_necessary_is_no_finding(tmp_path):
+    from gateway.config import load_config
+    from gateway.scan.classify import Classifier, declared_cookies
+
+    path = tmp_path / "consentgate.toml"
+    path.write_text(f'[gateway]\nsecret_key = "{SECRET}"\nstore = "chdb://{tmp_path / "store"}"\n\n'
+                    '[sites.demo]\norigins = ["http://localhost:8080"]\ncookies = {analytics = ["stats_*"]}\n\n'
+                    '[[sites.demo.cookie]]\nname = "basket"\ncategory = "necessary"\npurpose = "the shopping basket"\n')
+    classifier = Classifier(declared_cookies(load_config(path).sites["demo"]))
+
+    def cookie(name: str) -> dict[str, Any]:
+        category = classifier.category(name)
+        return {"name": name, "domain": "localhost", "path": "/", "party": "first", "expires": None,
+                "lifetime_days": None, "http_only": False, "secure": False, "same_site": "Lax",
+                "set_by": {"kind": "http_response", "url": "http://localhost:8080/"}, "first_page": "http://localhost:8080/",
+                "category": category.name, "category_source": category.source, "vendor": category.vendor,
+                "purpose": category.purpose}
+
+    phase_ = {"name": "no_consent", "title": "", "status": "done", "note": "", "decision": None, "pages": [],
+              "cookies": [cookie("basket"), cookie("stats_1"), cookie("PHPSESSID"), cookie("_ga")],
+              "storage": [], "requests": []}
+    assert cookie("basket")["purpose"] == "the shopping basket"
+    # basket: necessary by the config; PHPSESSID: by the built-in list; stats_1 (declared analytics) and _ga are findings.
+    assert [f["name"] for f in judge([phase_])] == ["stats_1", "_ga"]

@@ -216,11 +216,6 @@ class PhaseRecorder:
         self.pending_requests.clear()
         visit["third_party_hosts"] = hosts
 
-    def forget_requests(self) -> None:
-        """Drops the requests made so far: those before a decision belong to the first visit."""
-        self.settle()
-        self.pending_requests.clear()
-
     # -- the banner
 
     def banner_shown(self) -> tuple[str | None, BannerKind | None]:
@@ -233,8 +228,9 @@ class PhaseRecorder:
         return found["banner"], next((kind for kind in BANNERS if kind.name == found["banner"]), None)
 
     def decide(self, kind: BannerKind, choice: str) -> None:
+        """Clicks Accept or Reject on the settled page; the requests made before the click belong to the first visit."""
         selector = kind.accept if choice == "accept" else kind.reject
-        self.forget_requests()
+        self.pending_requests.clear()
         self.page.locator(selector).first.click(timeout=5000)
         self.settle()
 

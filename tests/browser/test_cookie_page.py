@@ -9,6 +9,7 @@ The CSP itself is checked in a normal context.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,7 +36,7 @@ VENDOR = {"name": "Voorbeeld CRM", "category": "marketing", "type": "webhook", "
 POLICY_PAGE = """<!doctype html>
 <html lang="nl"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Cookiebeleid</title><script src="{gateway}/s/demo/banner.js" defer></script></head>
-<body><main><h1>Cookiebeleid</h1><p>Hieronder staat welke cookies wij gebruiken.</p>
+<body><main><h1>Cookiebeleid</h1>{section}<p>Hieronder staat welke cookies wij gebruiken.</p>
 <div id="consentgate-cookies"></div></main>
 <script src="{gateway}/s/demo/cookies.js" defer></script></body></html>
 """
@@ -50,7 +51,9 @@ def policy_site() -> Iterator[EmbeddingSite]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = POLICY_PAGE.format(gateway=origin.gateway).encode()
+            # /cookiebeleid?h2=1 puts the declaration under a section heading of the site's own.
+            section = "<h2>Cookies</h2>" if "h2=1" in self.path else ""
+            body = POLICY_PAGE.format(gateway=origin.gateway, section=section).encode()
             self.send_response(200 if self.path.startswith("/cookiebeleid") else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -74,12 +77,14 @@ def cookie_gw(policy_site: EmbeddingSite, tmp_path_factory: pytest.TempPathFacto
     gw.kill()
 
 
-def axe_violations(page, context: str = "document") -> list[dict]:
-    """axe-core's violations (all rules it runs by default: WCAG 2.x A/AA and best practices)."""
+def axe_violations(page, selector: str | None = None) -> list[dict]:
+    """axe-core's violations on the page or one part of it (all rules it runs by default: WCAG 2.x A/AA
+    and best practices)."""
     if not page.evaluate("!!window.axe"):
         page.add_script_tag(path=str(AXE))
-    result = page.evaluate(f"axe.run({context}).then(r => ({{violations: r.violations.map(v => ({{id: v.id, "
-                           "impact: v.impact, nodes: v.nodes.map(n => n.html)})), passes: r.passes.map(p => p.id)}}))")
+    result = page.evaluate("""sel => axe.run(sel || document).then(r => ({
+        violations: r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html)})),
+        passes: r.passes.map(p => p.id)}))""", selector)
     # axe really looked at the content (a blank page has no contrast or table to check).
     assert {"color-contrast", "th-has-data-cells"} <= set(result["passes"]), result["passes"]
     return result["violations"]
@@ -139,7 +144,10 @@ def test_embed_fills_the_div_on_the_site_and_reopens_the_banner(cookie_gw, polic
     assert EVIL in text and v.page.evaluate("window.pwned") is None  # config text stays text
     link = declaration.get_by_role("link", name="Privacyverklaring")
     assert link.get_attribute("href") == VENDOR["privacy_url"]
-    assert axe_violations(v.page, "'#consentgate-cookies'") == []
+    assert axe_violations(v.page, "#consentgate-cookies") == []
+    # Its category headings continue the page's outline: h2 under the h1 here, h3 under a section's h2.
+    assert declaration.get_by_role("heading", level=2).all_inner_texts() == [
+        "Noodzakelijk", "Voorkeuren", "Statistieken", "Marketing"]
     # The banner asks on the first visit; after a decision the embed shows it and reopens the banner.
     v.click_and_wait_consent("Weigeren")
     v.page.wait_for_function("document.getElementById('consentgate-cookies').innerText.includes('Statistieken uit')")
@@ -147,3 +155,23 @@ def test_embed_fills_the_div_on_the_site_and_reopens_the_banner(cookie_gw, polic
     declaration.get_by_role("button", name="Keuze wijzigen").click()
     v.banner().wait_for(state="visible")
     assert v.page.evaluate("document.activeElement.className") == "cg-banner"
+
+
+def test_embed_headings_follow_the_page_outline(cookie_gw, policy_site, visit):
+    v = visit()
+    v.page.goto(policy_site.url("/cookiebeleid?h2=1"))
+    declaration = v.page.locator("#consentgate-cookies")
+    declaration.locator("table").first.wait_for()
+    assert declaration.get_by_role("heading", level=3).count() == 4
+    assert declaration.get_by_role("heading", level=2).count() == 0
+    assert axe_violations(v.page) == []  # the whole page: the site's outline and the embed together
+
+
+def test_cookie_page_screenshot(cookie_gw, visit, tmp_path):
+    """The screenshot in docs/; to refresh it, run with CONSENTGATE_SCREENSHOTS=docs/screenshots."""
+    out = Path(os.environ.get("CONSENTGATE_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    v = visit()
+    v.page.goto(f"{cookie_gw.url}/s/demo/cookies?lang=nl")
+    assert v.page.evaluate("document.documentElement.scrollWidth") <= v.page.viewport_size["width"]
+    v.page.screenshot(path=str(out / "cookie-page-nl.png"), full_page=True)

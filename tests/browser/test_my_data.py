@@ -8,13 +8,14 @@ itself after the gateway has stopped.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
 
 from forwarding_helpers import send_hit
 from harness import UA_CHROME, grant
-from testsite import start_gateway
+from testsite import DESKTOP, start_gateway
 
 TEXTS = Path(__file__).resolve().parents[2] / "banner" / "i18n"
 NL = json.loads((TEXTS / "nl.json").read_text(encoding="utf-8"))
@@ -142,3 +143,24 @@ def test_a_refused_request_keeps_the_visitor_informed(gw, site, visit):
     alert.wait_for()
     assert alert.inner_text() == NL["my_data_error"]
     assert panel.get_by_role("button", name=NL["erase"]).is_visible()
+
+
+def test_my_data_fits_the_settings_layer_and_documents_it(gw, site, visit, tmp_path):
+    """The screenshot in docs/; to refresh it, run with CONSENTGATE_SCREENSHOTS=docs/screenshots."""
+    out = Path(os.environ.get("CONSENTGATE_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    en = json.loads((TEXTS / "en.json").read_text(encoding="utf-8"))
+    v = visit(locale="en-GB", viewport=DESKTOP)
+    v.page.goto(site.url("/?lang=en"))
+    v.click_and_wait_consent(en["accept"])
+    v.page.get_by_role("button", name=en["reopen"]).click()
+    v.banner().get_by_role("button", name=en["settings"]).click()
+    panel = v.settings_layer()
+    panel.get_by_role("button", name=en["my_data"]).click()
+    panel.get_by_role("button", name=en["download"]).wait_for()
+    # Everything in view without scrolling, the choice buttons still equal, and My data not one of them.
+    box = panel.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= DESKTOP["height"]
+    assert panel.evaluate("p => p.scrollHeight <= p.clientHeight")
+    assert panel.locator(".cg-btn").all_inner_texts() == [en["reject_all"], en["save"], en["accept_all"]]
+    v.page.screenshot(path=str(out / "banner-my-data-en-desktop.png"))
