@@ -72,6 +72,16 @@ def site_texts(site: SiteConfig, shipped: dict[str, dict[str, str]]) -> dict[str
     return {lang: {**shipped.get(lang, shipped[FALLBACK_LANGUAGE]), **site.texts.get(lang, {})} for lang in languages}
 
 
+def site_cookies(site: SiteConfig) -> dict[str, list[str]]:
+    """Cookie names per consent category, from the short lists and the detailed `[[sites.X.cookie]]` form alike:
+    the banner lists them and expires those of a refused category."""
+    out: dict[str, list[str]] = {c: list(names) for c, names in site.cookies.items()}
+    for cookie in site.cookie_details:
+        if cookie.category in CATEGORIES and cookie.name not in out.setdefault(cookie.category, []):
+            out[cookie.category].append(cookie.name)
+    return {c: names for c, names in out.items() if names}
+
+
 def banner_config(site: SiteConfig, shipped: dict[str, dict[str, str]]) -> dict[str, Any]:
     """What the browser may see of the site's config: never a vendor's URL or secrets, only its name."""
     return {
@@ -82,7 +92,7 @@ def banner_config(site: SiteConfig, shipped: dict[str, dict[str, str]]) -> dict[
         "consent_mode": site.consent_mode,
         "reopen_position": site.reopen_position,
         "languages": list(site.languages or (FALLBACK_LANGUAGE,)),
-        "cookies": {c: list(names) for c, names in site.cookies.items()},
+        "cookies": site_cookies(site),
         "vendors": {c: [v.name for v in site.vendors if v.category == c] for c in CATEGORIES
                     if any(v.category == c for v in site.vendors)},
         "texts": site_texts(site, shipped),

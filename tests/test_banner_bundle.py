@@ -111,3 +111,18 @@ def test_unknown_site_is_a_json_404(gw):
     r = httpx.get(f"{gw.url}/s/nosuchsite/banner.js", timeout=10)
     assert r.status_code == 404
     assert r.json()["error"] == "unknown_site" and "nosuchsite" in r.json()["detail"]
+
+
+def test_cookies_of_the_detailed_form_are_listed_and_expired_by_the_banner_too():
+    """A cookie described only in `[[sites.X.cookie]]` must still be removed on Reject, like the short lists."""
+    from banner.bundle import site_cookies
+    from gateway.config import parse_config
+
+    raw = {"gateway": {"secret_key": "k" * 40, "store": "chdb:///tmp/unused"},
+           "sites": {"demo": {"origins": ["https://www.example.com"], "cookies": {"analytics": ["_ga"]},
+                              "cookie": [{"name": "_hjSession*", "category": "analytics", "purpose": {"en": "visits"}},
+                                         {"name": "_fbp", "category": "marketing", "purpose": {"en": "ads"}},
+                                         {"name": "_ga", "category": "analytics", "purpose": {"en": "visitor id"}},
+                                         {"name": "cg_session", "category": "necessary", "purpose": {"en": "login"}}]}}}
+    site = parse_config(raw, Path("/tmp"), env={}).sites["demo"]
+    assert site_cookies(site) == {"analytics": ["_ga", "_hjSession*"], "marketing": ["_fbp"]}

@@ -189,7 +189,9 @@ def test_policy_bump_and_expiry_ask_again(gw, site, visit, tmp_path):
         assert v.page.evaluate("window.ConsentGate.getConsent()") is None
         assert v.page.evaluate(GATED) == [None, None, None] and len(v.collects()) == 2
         second = v.click_and_wait_consent("Accepteren")
-        assert second["policy_version"] == 2 and second["consent_id"] == first["consent_id"]
+        # A token that is no longer valid (older policy) does not carry its consent id into the new decision:
+        # only a live token may (issue 8, finding 3), so an old copy of it cannot reach what comes after.
+        assert second["policy_version"] == 2 and second["consent_id"] != first["consent_id"]
         # An expired token asks again too.
         v.page.evaluate("""() => { const s = JSON.parse(localStorage.getItem('consentgate:demo'));
             s.expires_at = new Date(Date.now() - 1000).toISOString();
