@@ -20,7 +20,7 @@ from gateway.clientip import client_ip, truncate_ip
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 
-DEFAULT_MAX_NETWORKS = 10_000  # ~1.5 MB at most per limiter
+DEFAULT_MAX_NETWORKS = 10_000  # ~2.6 MB at most per limiter (IPv6 keys, tracemalloc)
 
 
 def client_network(request: Request, config: GatewayConfig) -> str:
