@@ -159,7 +159,8 @@ def _generate_consents(store: Store, site: str, visitors: int, params: dict) -> 
     """Decisions: every visitor in the events accepted analytics; as many again declined in some way."""
     declined = int(visitors * 0.55)
     store.command(f"""
-        INSERT INTO {{db}}.consents
+        INSERT INTO {{db}}.consents (record_id, site, timestamp, consent_id, action, method, preferences, analytics,
+                                     marketing, policy_version, language, ip, browser, os, gpc)
         SELECT generateUUIDv4(i) AS record_id, {{site:String}} AS site,
                toDateTime64(least({{day_starts:Array(UInt32)}}[arrayFirstIndex(x -> x >= (cityHash64(i, 21) % 1000000) / 1e6, {{day_cdf:Array(Float64)}})]
                    + (arrayFirstIndex(x -> x >= (cityHash64(i, 22) % 1000000) / 1e6, {{hour_cdf:Array(Float64)}}) - 1) * 3600

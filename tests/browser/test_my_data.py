@@ -114,9 +114,9 @@ def test_download_then_erase_with_confirmation(site, visit, tmp_path):
         assert refused.status_code == 401 and refused.json()["error"] == "no_valid_consent_token"
         assert [e["path"] for e in export_with(gw, site, other["token"]).json()["events"]] == ["/andere-bezoeker"]
         gw.stop()
-        cid = decision["consent_id"]
+        cid, other_cid = decision["consent_id"], other["consent_id"]
         assert gw.sql(f"SELECT count() AS n FROM {{db}}.events WHERE visitor_id = '{cid}'") == [{"n": 0}]
-        assert gw.sql(f"SELECT count() AS n FROM {{db}}.events WHERE visitor_id = '{other['consent_id']}'") == [{"n": 1}]
+        assert gw.sql(f"SELECT count() AS n FROM {{db}}.events WHERE visitor_id = '{other_cid}'") == [{"n": 1}]
         assert gw.sql("SELECT erased_by, rows FROM {db}.erasures") == [
             {"erased_by": "visitor", "rows": erased["removed"]}]
     finally:
