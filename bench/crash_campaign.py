@@ -272,7 +272,10 @@ def main() -> None:
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     with tempfile.TemporaryDirectory(prefix="cg-campaign-") as tmp:
-        summary = (kill9 if args.scenario == "kill9" else outage)(args, Path(tmp))
+        try:
+            summary = (kill9 if args.scenario == "kill9" else outage)(args, Path(tmp))
+        finally:  # never leave a gateway behind, whatever failed
+            subprocess.run(["pkill", "-9", "-f", f"--config {tmp}/"], capture_output=True)
     print(json.dumps(summary))
     bad = summary["lost_hits"] or summary["lost_decisions"] or summary["duplicated_hits"] \
         or summary["refused_but_stored"] or summary["other_5xx"]

@@ -66,6 +66,22 @@ def parse_trace(text: str) -> list[Call]:
     return calls
 
 
+@pytest.fixture
+def traced():
+    """Starts traced gateways; whatever a test leaves running is killed afterwards (strace and its child)."""
+    started: list[GatewayProcess] = []
+
+    def start(tmp_path: Path, durability: str) -> tuple[GatewayProcess, Path]:
+        gw, trace = traced_gateway(tmp_path, durability)
+        started.append(gw)
+        return gw, trace
+
+    yield start
+    for gw in started:
+        if gw.process is not None and gw.process.poll() is None:
+            kill_traced(gw)
+
+
 def traced_gateway(tmp_path: Path, durability: str) -> tuple[GatewayProcess, Path]:
     folder = tmp_path / durability
     folder.mkdir()
@@ -77,12 +93,23 @@ def traced_gateway(tmp_path: Path, durability: str) -> tuple[GatewayProcess, Pat
     return gw, trace
 
 
+def traced_child(gw: GatewayProcess) -> int:
+    assert gw.process is not None
+    pid = gw.process.pid
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+
+
+def kill_traced(gw: GatewayProcess) -> None:
+    """SIGKILL to the gateway itself (killing strace would leave the gateway running without it)."""
+    assert gw.process is not None
+    os.kill(traced_child(gw), signal.SIGKILL)
+    gw.process.wait(60)
+
+
 def stop_traced(gw: GatewayProcess) -> None:
     """SIGTERM to the gateway itself (strace's child), as an operator would; strace ends with it."""
     assert gw.process is not None
-    pid = gw.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    os.kill(int(children[0]), signal.SIGTERM)
+    os.kill(traced_child(gw), signal.SIGTERM)
     assert gw.process.wait(120) in (0, -signal.SIGTERM, 128 + signal.SIGTERM), gw.logs()[-2000:]
 
 
@@ -118,8 +145,8 @@ def synced_between(calls: list[Call], line: Call, response: Call) -> bool:
                for c in calls)
 
 
-def test_every_acknowledgement_waits_for_an_fdatasync_of_its_spool_segment(tmp_path):
-    machine, machine_trace = traced_gateway(tmp_path, "machine")
+def test_every_acknowledgement_waits_for_an_fdatasync_of_its_spool_segment(tmp_path, traced):
+    machine, machine_trace = traced(tmp_path, "machine")
     markers = run_requests(machine, 8)
     stop_traced(machine)
     calls = parse_trace(machine_trace.read_text())
@@ -129,7 +156,7 @@ def test_every_acknowledgement_waits_for_an_fdatasync_of_its_spool_segment(tmp_p
     assert unsynced == []
 
     # The same check on durability = "process" must fail: there, nothing is synced before the answer.
-    process, process_trace = traced_gateway(tmp_path, "process")
+    process, process_trace = traced(tmp_path, "process")
     markers = run_requests(process, 4)
     stop_traced(process)
     calls = parse_trace(process_trace.read_text())
@@ -158,11 +185,11 @@ def durable_state(calls: list[Call], cut: int) -> dict[str, bytes]:
             for path, writes in written.items()}
 
 
-def test_a_power_cut_right_after_the_acknowledgements_loses_none_of_them(tmp_path):
-    gw, trace = traced_gateway(tmp_path, "machine")
+def test_a_power_cut_right_after_the_acknowledgements_loses_none_of_them(tmp_path, traced):
+    gw, trace = traced(tmp_path, "machine")
     markers = run_requests(gw, 5)
     calls = parse_trace(trace.read_text())  # read while the gateway runs: the cut comes before any shutdown flush
-    gw.kill()
+    kill_traced(gw)
     pairs = acknowledgements(calls, markers)
     cut = max(response.index for _, response in pairs) + 1
     state = durable_state(calls, cut)
