@@ -10,7 +10,7 @@
 FROM node:20-bookworm-slim AS charts
 WORKDIR /build
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 FROM python:3.11-slim-bookworm
 # full: with the embedded store (chDB); slim: for a ClickHouse server or cluster only

@@ -168,7 +168,7 @@ def render_html(data: dict[str, Any], choice: dict[str, bool] | None, site_name:
                         for c in data["categories"])
         current = f"<ul>{items}</ul>"
     policy = (f'<p><a href="{e(data["policy_url"])}">{e(PAGE_TEXTS[lang]["privacy"])}</a></p>' if data["policy_url"] else "")
-    script = f"/s/{site_name}/cookies-page.js"
+    script = "cookies-page.js"  # relative: the page also works under a path prefix (nginx first-party mode, /cg/)
     return f"""<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(w["title"])}: {e(data["controller"] or site_name)}</title>
@@ -196,7 +196,7 @@ PAGE_SCRIPT = """(function () {
   b.addEventListener("click", function () {
     if (window.ConsentGate) { window.ConsentGate.show(); return; }
     var s = document.createElement("script");
-    s.src = "/s/" + encodeURIComponent(b.getAttribute("data-site")) + "/banner.js";
+    s.src = "banner.js";  // beside this page (/s/SITE/), under any prefix the gateway is served at
     s.onload = function () { if (window.ConsentGate) window.ConsentGate.show(); };
     document.head.appendChild(s);
   });

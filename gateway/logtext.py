@@ -6,6 +6,7 @@ second log line; every field a client (or a vendor, or the store) controls goes 
 """
 from __future__ import annotations
 
+import logging
 import re
 
 # C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators some log viewers
@@ -22,3 +23,16 @@ def log_text(value: object, limit: int = 200) -> str:
     """`value` as text fit for one log line: control characters escaped (\\x0a), cut to `limit` characters."""
     text = str(value)[:limit]
     return _UNSAFE.sub(_escape, text)
+
+
+_LINE_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """The last guard: whatever a log call was given (a vendor's error text, an exception message), its
+    message stays on one line. Fields that come from clients are escaped earlier, with `log_text`;
+    tracebacks (our own code's) keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _LINE_BREAKERS.sub(_escape, record.message)
+        return super().formatMessage(record)

@@ -259,6 +259,7 @@ def _public_paths() -> dict[str, Any]:
         "/api/admin/backup": {"get": {
             "summary": "The store as a tar of schema and Native rows (consentgate backup)", "security": [{"statsToken": []}],
             "responses": {**_text_ok("tar archive", "application/x-tar"), "401": _error("no or a wrong admin token"),
+                          "404": _error("the admin API is off (no admin_tokens configured)"),
                           "409": _error("a cluster store: use ClickHouse's BACKUP"), **LIMITED,
                           "503": _error("the store is unreachable")}}},
         "/dashboard": {"get": {"summary": "The marketing dashboard (log-in page without a session)",

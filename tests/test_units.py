@@ -139,3 +139,22 @@ def test_revocations_forget_what_no_live_token_can_need():
     revocations.revoke("new", 5500)  # prunes: "old" (revoked before now - max age) can matter to no token
     assert len(revocations) == 2
     assert revocations.is_revoked("mid", 4999) and not revocations.is_revoked("old", 0)
+
+
+def test_no_log_message_can_break_its_line():
+    """A vendor's error text or an exception message with a newline cannot forge a second log line."""
+    import io
+    import logging
+
+    from gateway.logtext import OneLineFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("consentgate.test.oneline")
+    log.addHandler(handler)
+    log.propagate = False
+    log.warning("vendor said %s", 'bad\n203.0.113.9 "GET /admin" 200\u2028x')
+    log.removeHandler(handler)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and "\\x0a203.0.113.9" in text and "\\u2028x" in text
