@@ -28,3 +28,22 @@ def test_config_examples_in_the_docs_are_valid(tmp_path: Path, name: str, index:
 def test_readme_names_the_test_command_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in ci and "scripts/test" in (ROOT / "README.md").read_text()
+
+
+def test_every_test_the_docs_name_exists():
+    """The promises and compliance tables point at tests by file::name: each must exist, so a renamed or
+    deleted test cannot leave a promise without its proof."""
+    import ast
+
+    missing = []
+    for path in DOCS:
+        for file, name in set(re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", path.read_text())):
+            target = ROOT / file
+            if not target.is_file():
+                missing.append(f"{path.name}: {file}")
+                continue
+            if name:
+                names = {n.name for n in ast.walk(ast.parse(target.read_text())) if isinstance(n, ast.FunctionDef)}
+                if name not in names:
+                    missing.append(f"{path.name}: {file}::{name}")
+    assert missing == []
