@@ -30,7 +30,6 @@ import orjson
 
 log = logging.getLogger("consentgate.spool")
 SEGMENT_BYTES = 8 * 1024 * 1024
-DURABILITY = ("machine", "process")
 
 
 def _segments(folder: Path) -> list[int]:
@@ -68,8 +67,12 @@ def replace_file(path: Path, data: bytes, durable: bool = True) -> None:
 class GroupCommit:
     """Flushes every registered spool with one fdatasync per dirty file, and wakes the requests waiting for it.
 
-    Tickets are generations: an append made while generation g is open gets ticket g; the flusher
-    opens g+1 and then syncs, so every line with a ticket <= g is on stable storage once it returns.
+    Tickets are generations: an append made while generation g is open gets ticket g; a flush opens
+    g+1 and then syncs, so every line with a ticket <= g is on stable storage once it returns.
+    The flush runs on the event loop itself, as a callback queued behind the requests already being
+    handled: every request of that loop iteration shares it, and waking the waiters needs no
+    hand-over between threads (a thread would wait for the GIL, up to 5 ms, on every flush).
+    Threads that are not on a loop (the forwarder's outcome rows) flush with `wait_sync`.
     With `durable=False` (durability = "process") nothing is synced and nobody waits.
     """
 
@@ -77,14 +80,14 @@ class GroupCommit:
         self.durable = durable
         self.interval = interval  # the least time between two flushes: lets a burst share one
         self._writers: list[SpoolWriter] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # generation, synced mark and waiters
+        self._flush_lock = threading.Lock()  # one flush at a time
         self._generation = 1
         self._synced = 0
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._last_flush = 0.0
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._scheduled: set[asyncio.AbstractEventLoop] = set()  # loops with a flush queued
         self._synced_changed = threading.Condition(self._lock)
-        self._thread: threading.Thread | None = None
         self.flushes = 0
         self.failed: BaseException | None = None  # a flush that failed: acknowledging stops until it works
 
@@ -97,74 +100,73 @@ class GroupCommit:
             if writer in self._writers:
                 self._writers.remove(writer)
 
-    @property
-    def generation(self) -> int:
-        return self._generation
-
     def appended(self) -> int:
-        """Called by a writer after its write(): the ticket of that line."""
-        if not self.durable:
-            return 0
-        self._dirty.set()
-        return self._generation
+        """Called by a writer right after its write(): the ticket of that line."""
+        return self._generation if self.durable else 0
 
     def start(self) -> None:
-        if self.durable and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="consentgate-commit", daemon=True)
-            self._thread.start()
+        """Nothing to start: flushes are queued on the loops of the requests that wait."""
 
     def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
         if self.durable:
-            self.flush()  # whatever came in while stopping
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait(0.5)
-            if not self._dirty.is_set():
-                continue
-            self._dirty.clear()
-            started = time.monotonic()
-            try:
-                self.flush()
-            except OSError as exc:  # a disk that refuses: requests keep waiting, the next round retries
-                self.failed = exc
-                log.error("spool flush failed (%s): requests wait until the disk accepts writes again", exc)
-                self._dirty.set()
-                self._stop.wait(0.5)
-                continue
-            rest = self.interval - (time.monotonic() - started)
-            if rest > 0:
-                time.sleep(rest)
+            self.flush()  # whatever was written and not yet waited for
 
     def flush(self) -> None:
         """Syncs every dirty spool and releases the tickets it covers."""
-        with self._lock:
-            covered = self._generation
-            self._generation += 1  # appends from now on wait for the next flush
-            writers = list(self._writers)
-        for writer in writers:
-            writer.sync()
-        self.failed = None
-        self.flushes += 1
-        with self._lock:
-            self._synced = covered
-            ready = [w for w in self._async_waiters if w[0] <= covered]
-            self._async_waiters = [w for w in self._async_waiters if w[0] > covered]
-            self._synced_changed.notify_all()
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        with self._flush_lock:
+            with self._lock:
+                covered = self._generation
+                self._generation += 1  # appends from now on wait for the next flush
+                writers = list(self._writers)
+            for writer in writers:
+                writer.sync()
+            self.failed = None
+            self.flushes += 1
+            self._last_flush = time.monotonic()
+            with self._lock:
+                self._synced = max(self._synced, covered)
+                ready = [w for w in self._waiters if w[0] <= self._synced]
+                self._waiters = [w for w in self._waiters if w[0] > self._synced]
+                self._synced_changed.notify_all()
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        others: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, loop, future in ready:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():
+            if loop is current:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                others.setdefault(loop, []).append(future)
+        for loop, futures in others.items():
             try:
                 loop.call_soon_threadsafe(_release, futures)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 pass
+
+    def _flush_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled.discard(loop)
+        try:
+            self.flush()
+        except OSError as exc:  # a disk that refuses: requests keep waiting, and the flush is tried again
+            self.failed = exc
+            log.error("spool flush failed (%s): requests wait until the disk accepts writes again", exc)
+            self._schedule(loop, 0.5)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, delay: float = 0.0) -> None:
+        if loop in self._scheduled:
+            return
+        self._scheduled.add(loop)
+        delay = max(delay, self.interval - (time.monotonic() - self._last_flush))
+        if delay > 0:
+            loop.call_later(delay, self._flush_on_loop, loop)
+        else:
+            loop.call_soon(self._flush_on_loop, loop)  # behind the requests this loop is handling now
+
+    def covers(self, ticket: int) -> bool:
+        """Whether the line with this ticket is on stable storage already."""
+        return ticket <= self._synced
 
     async def wait(self, ticket: int) -> None:
         """Returns once the line with this ticket is on stable storage (at once for ticket 0)."""
@@ -175,13 +177,22 @@ class GroupCommit:
         with self._lock:
             if ticket <= self._synced:
                 return
-            self._async_waiters.append((ticket, loop, future))
+            self._waiters.append((ticket, loop, future))
+        self._schedule(loop)
         await future
 
     def wait_sync(self, ticket: int, timeout: float = 30.0) -> bool:
-        """The same for threads that are not on an event loop (the forwarder's outcome rows)."""
-        with self._lock:
-            return self._synced_changed.wait_for(lambda: ticket <= self._synced, timeout)
+        """The same for threads that are not on an event loop: flushes itself if nobody did."""
+        deadline = time.monotonic() + timeout
+        while ticket > self._synced:
+            if time.monotonic() > deadline:
+                return False
+            try:
+                self.flush()
+            except OSError as exc:
+                self.failed = exc
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        return True
 
 
 def _release(futures: list[asyncio.Future[None]]) -> None:

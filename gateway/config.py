@@ -119,7 +119,7 @@ class GatewayConfig:
     public_url: str = ""  # how browsers reach the gateway; default: the request's own origin
     access_log: str = "errors"  # errors (4xx/5xx only), all, off; nginx in front usually logs every request
     durability: str = "machine"  # machine: a 2xx waits for fdatasync (group commit); process: write() only
-    commit_interval_ms: float = 2.0  # the least time between two group-commit flushes
+    commit_interval_ms: float = 0.5  # the least time between two group-commit flushes
     max_spool_bytes: int = 1024 ** 3  # spool on disk past this: collect and consent answer 503
     cluster: str = ""  # a ClickHouse cluster name: migrations ON CLUSTER, Distributed tables (analytics/cluster.py)
     revocation_sync_interval: float = 0.0  # seconds between reads of other gateways' decisions; 0: off
@@ -443,7 +443,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
         public_url=gw.get("public_url", str, "").rstrip("/"),
         access_log=gw.get("access_log", str, "errors"),
         durability=gw.get("durability", str, "machine"),
-        commit_interval_ms=float(gw.get("commit_interval_ms", (int, float), 2.0)),
+        commit_interval_ms=float(gw.get("commit_interval_ms", (int, float), 0.5)),
         max_spool_bytes=gw.get("max_spool_bytes", int, 1024 ** 3),
         cluster=gw.get("cluster", str, ""),
         # A server store is shared by several workers or gateways: each must hear the others' withdrawals.
