@@ -11,6 +11,24 @@ import orjson
 from analytics.spool import GroupCommit, SpoolReader, SpoolWriter, remove_finished_segments, replace_file
 
 
+def run_async(coro) -> None:
+    """asyncio.run in a thread of its own: a browser test earlier in the session may leave a loop
+    running in the main thread (Playwright's sync API), where asyncio.run refuses to start."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    if errors:
+        raise errors[0]
+
+
 def segment_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.jsonl"))
 
@@ -50,7 +68,7 @@ def test_one_flush_covers_every_request_waiting_and_every_spool(tmp_path):
 
     commit.start()
     try:
-        asyncio.run(asyncio.wait_for(requests(), 30))
+        run_async(asyncio.wait_for(requests(), 30))
     finally:
         commit.stop()
     # 400 appends from 200 concurrent requests: far fewer syncs than appends, each file synced per flush
@@ -64,7 +82,7 @@ def test_process_durability_never_waits_nor_syncs(tmp_path):
     commit = GroupCommit(durable=False)
     spool = SpoolWriter(tmp_path, commit=commit)
     assert spool.append({"n": 1}) == 0
-    asyncio.run(asyncio.wait_for(commit.wait(0), 1))
+    run_async(asyncio.wait_for(commit.wait(0), 1))
     spool.close()
 
 
