@@ -14,7 +14,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import STATS_TOKEN, GatewayProcess, write_config  # noqa: E402
-from test_proof_of_consent import SEED_MILLION, SITES, rss_mib  # noqa: E402
+from harness import STATS_TOKEN, GatewayProcess, PeakRSS, write_config  # noqa: E402
+from test_proof_of_consent import SEED_MILLION, SITES  # noqa: E402
 
 MATERIALIZED = """
 import sys
@@ -43,29 +42,16 @@ print(len(rows), round(before), round(rss()))
 
 
 def export(gw: GatewayProcess, fmt: str) -> tuple[float, int, float, float]:
-    pid = gw.process.pid
-    before = rss_mib(pid)
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mib(pid))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    assert gw.process is not None
     size = 0
     start = time.perf_counter()
-    with httpx.stream("GET", f"{gw.url}/api/consents/demo", params={"from": "2025-01-01", "to": "2025-12-31", "format": fmt},
-                      headers={"Authorization": f"Bearer {STATS_TOKEN}"}, timeout=httpx.Timeout(30, read=600)) as r:
+    with PeakRSS(gw.process.pid) as rss, httpx.stream(
+            "GET", f"{gw.url}/api/consents/demo", params={"from": "2025-01-01", "to": "2025-12-31", "format": fmt},
+            headers={"Authorization": f"Bearer {STATS_TOKEN}"}, timeout=httpx.Timeout(30, read=600)) as r:
         r.raise_for_status()
         for chunk in r.iter_bytes():
             size += len(chunk)
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    return seconds, size, before, peak[0]
+    return time.perf_counter() - start, size, rss.before, rss.peak
 
 
 def main() -> None:

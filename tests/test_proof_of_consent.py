@@ -10,15 +10,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, write_config
+from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, PeakRSS, write_config
 
 AUTH = {"Authorization": f"Bearer {STATS_TOKEN}"}
 OTHER_SITE_TOKEN = "other-site-stats-token-0123456789"
@@ -328,13 +326,6 @@ store.command(
 MARK = b'"consent_id":'
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_a_million_decisions_stream_out_within_bounded_memory(make_gateway):
     n = 1_000_000
     gw = make_gateway(sites=SITES, start=False)
@@ -343,35 +334,20 @@ def test_a_million_decisions_stream_out_within_bounded_memory(make_gateway):
     assert seeded.returncode == 0, seeded.stderr
     gw.start()
     assert export(gw, **{"from": "2025-01-01", "to": "2025-01-01"}).status_code == 200  # warm: first query
-    pid = gw.process.pid
-    before = rss_mib(pid)
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mib(pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     decisions = 0
     tail = b""
-    try:
-        with httpx.stream("GET", f"{gw.url}/api/consents/demo", params={"from": "2025-01-01", "to": "2025-12-31"},
-                          headers=AUTH, timeout=httpx.Timeout(30, read=300)) as r:
-            assert r.status_code == 200
-            for chunk in r.iter_bytes():
-                window = tail[-(len(MARK) - 1):] + chunk  # a mark may straddle two chunks
-                decisions += window.count(MARK)
-                tail = window[-200:]
-    finally:
-        done.set()
-        sampler.join()
+    with PeakRSS(gw.process.pid) as rss, httpx.stream(
+            "GET", f"{gw.url}/api/consents/demo", params={"from": "2025-01-01", "to": "2025-12-31"},
+            headers=AUTH, timeout=httpx.Timeout(30, read=300)) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            window = tail[-(len(MARK) - 1):] + chunk  # a mark may straddle two chunks
+            decisions += window.count(MARK)
+            tail = window[-200:]
     assert decisions == n
     assert tail.rstrip().endswith(b'"count":%d}' % n)
     # Holding every row at once costs ~580 MiB more before any JSON (bench/consent_export_bench.py), and the
     # JSON is ~320 MB; streamed, the gateway grew ~130 MiB. The bound is generous: chDB's buffers vary.
-    grew = peak[0] - before
-    print(f"gateway RSS {before:.0f} MiB before, peak {peak[0]:.0f} MiB while streaming {n} decisions")
+    grew = rss.peak - rss.before
+    print(f"gateway RSS {rss.before:.0f} MiB before, peak {rss.peak:.0f} MiB while streaming {n} decisions")
     assert grew < 300, f"the gateway grew by {grew:.0f} MiB while streaming"
