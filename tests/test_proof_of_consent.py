@@ -77,7 +77,9 @@ def wait_until_stored(gw: GatewayProcess, decisions: int) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
         body = export(gw).json()
-        if body["count"] >= decisions:
+        # A version and its first decision can reach the store in two batches: wait for both.
+        named = {d.get("banner_version") for d in body["decisions"]} - {"unknown", "", None}
+        if body["count"] >= decisions and named <= set(body["banner_versions"]):
             return body
         assert time.monotonic() < deadline, f"{body['count']} of {decisions} decisions stored after 60 s"
         time.sleep(0.2)
