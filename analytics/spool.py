@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,11 @@ import orjson
 
 log = logging.getLogger("consentgate.spool")
 SEGMENT_BYTES = 8 * 1024 * 1024
+
+
+def kind_mark(kind: str) -> bytes:
+    """How a record of this kind reads in its spooled line (orjson writes compact JSON): found without parsing."""
+    return f'"kind":"{kind}"'.encode()
 
 
 def _segments(folder: Path) -> list[int]:
@@ -377,15 +382,23 @@ class SpoolReader:
                         return lines, pos
         return lines, pos
 
-    def pending(self) -> Iterator[dict[str, Any]]:
-        """Every record past the checkpoint, without moving it (start-up scans, not the hot path)."""
+    def pending(self, kinds: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every record past the checkpoint, without moving it (start-up scans, not the hot path). With `kinds`,
+        only records of those kinds, and only their lines are parsed (a backlog is mostly page views)."""
+        marks = None if kinds is None else [kind_mark(k) for k in kinds]
         pos = self.position
         while True:
-            records, after = self.read(10_000, pos)
+            lines, after = self.read_lines(10_000, pos)
             if after == pos:
                 return
             pos = after
-            yield from records
+            for line in lines:
+                if marks is not None and not any(m in line for m in marks):
+                    continue
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
 
     def commit(self, pos: Position) -> None:
         """Records that everything before `pos` is safely elsewhere."""

@@ -13,16 +13,15 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import orjson
 
 from analytics.schema import TABLES
-from analytics.spool import SpoolReader, SpoolWriter, remove_finished_segments
+from analytics.spool import SpoolReader, SpoolWriter, kind_mark, remove_finished_segments
 from analytics.store import Store, StoreUnavailable
 
 log = logging.getLogger("consentgate.writer")
-_KIND_MARKS = {kind: f'"kind":"{kind}"'.encode() for kind in TABLES}
+_KIND_MARKS = {kind: kind_mark(kind) for kind in TABLES}
 
 
 def kind_of(line: bytes) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from analytics.erasure import delete_visitor_rows, restricted_consent_ids
 from analytics.schema import VISITOR_TABLES
@@ -53,8 +54,10 @@ class Services:
             self.writer.ensure_schema()
         except StoreUnavailable as exc:
             log.error("store unavailable at start (%s): hits are spooled until it is back", exc)
-        self.revocations.load(self._revocations_from_log())
-        self.restrictions.load(self._restrictions_from_log())
+        # One pass over the spool's backlog for both: only decision and restriction lines are parsed.
+        spooled = list(self.writer.reader.pending(kinds=("consent", "restriction")))
+        self.revocations.load(self._revocations_from_log(spooled))
+        self.restrictions.load(self._restrictions_from_log(spooled))
         if self.revocation_sync is not None:
             self.revocation_sync.start()  # other gateways' decisions from now on (and the last minute)
         parse_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")  # loads the parser now, not on the first hit
@@ -62,22 +65,22 @@ class Services:
         if self.forwarder is not None:
             self.forwarder.start()  # after the revocations: a withdrawn consent is never sent
 
-    def _revocations_from_log(self) -> list[tuple[str, int]]:
+    def _revocations_from_log(self, spooled: list[dict[str, Any]]) -> list[tuple[str, int]]:
         """Every consent id's latest revocation by the one rule (gateway/revocations.py), from store and spool."""
         try:
-            return revocations_from_log(self.store, self.writer.reader.pending(), self.config.consent_max_age_days)
+            return revocations_from_log(self.store, spooled, self.config.consent_max_age_days)
         except Exception as exc:  # noqa: BLE001 - the sync (if on) retries; the spool still holds our own
             log.error("could not read withdrawals from the store: %s", exc)
-            return revocations_from_log_spool_only(self.writer.reader.pending())
+            return revocations_from_log_spool_only(spooled)
 
-    def _restrictions_from_log(self) -> list[str]:
+    def _restrictions_from_log(self, spooled: list[dict[str, Any]]) -> list[str]:
         """The consent ids restricted now (GDPR art. 18), from store and spool: the latest action wins."""
         latest: dict[str, tuple[float, str]] = {}
         try:
             latest = {cid: (0.0, "restrict") for _, cid in restricted_consent_ids(self.store)}
         except Exception as exc:  # noqa: BLE001
             log.error("could not read restrictions from the store: %s", exc)
-        for record in self.writer.reader.pending():
+        for record in spooled:
             if record.get("kind") == "restriction" and record["timestamp"] >= latest.get(record["consent_id"], (0.0, ""))[0]:
                 latest[record["consent_id"]] = (record["timestamp"], record["action"])
         return [cid for cid, (_, action) in latest.items() if action == "restrict"]

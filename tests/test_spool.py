@@ -152,3 +152,14 @@ def test_appends_from_many_threads_all_get_a_released_ticket(tmp_path):
     assert failures == []
     lines = b"".join(p.read_bytes() for p in segment_files(tmp_path)).splitlines()
     assert len(lines) == 400 and all(orjson.loads(x) for x in lines)
+
+
+def test_pending_of_some_kinds_parses_only_their_lines(tmp_path):
+    spool = SpoolWriter(tmp_path)
+    for i in range(6):
+        spool.append({"kind": "event" if i % 3 else "consent", "i": i})
+    spool.append({"kind": "restriction", "i": 6})
+    reader = SpoolReader(tmp_path, "store")
+    assert [r["i"] for r in reader.pending(kinds=("consent", "restriction"))] == [0, 3, 6]
+    assert [r["i"] for r in reader.pending()] == list(range(7))
+    spool.close()

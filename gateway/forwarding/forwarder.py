@@ -137,7 +137,7 @@ class Forwarder:
         if not waiting:
             return set()
         # The spool first, then the store: a row the batch writer moves in between is found in the store.
-        done = set(_outcome_ids(self.store_reader.pending(), waiting))
+        done = set(_outcome_ids(self.store_reader.pending(kinds=("forward",)), waiting))
         rest = sorted(waiting - done)
         delay = 1.0
         while True:
