@@ -202,11 +202,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 DERIVED_TABLES: tuple[str, ...] = ("visits", "hit_hours")
 
 # Each spooled record kind lands in one table; the id column makes replays idempotent.
+# In this order the batch writer inserts a batch's kinds: a record comes after what it refers to, so a
+# reader never sees a decision whose banner version (its wording) is not in the store yet.
 TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "event": ("events", EVENT_COLUMNS, "event_id"),
-    "consent": ("consents", CONSENT_COLUMNS, "record_id"),
-    "forward": ("forwards", FORWARD_COLUMNS, "record_id"),
     "banner_version": ("banner_versions", BANNER_VERSION_COLUMNS, "record_id"),
+    "consent": ("consents", CONSENT_COLUMNS, "record_id"),
+    "event": ("events", EVENT_COLUMNS, "event_id"),
+    "forward": ("forwards", FORWARD_COLUMNS, "record_id"),
     "erasure": ("erasures", ERASURE_COLUMNS, "record_id"),
     "restriction": ("restrictions", RESTRICTION_COLUMNS, "record_id"),
 }

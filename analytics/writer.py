@@ -22,6 +22,7 @@ from analytics.store import Store, StoreUnavailable
 
 log = logging.getLogger("consentgate.writer")
 _KIND_MARKS = {kind: kind_mark(kind) for kind in TABLES}
+INSERT_ORDER = list(TABLES)  # referenced records first (analytics/schema.py)
 
 
 def kind_of(line: bytes) -> str | None:
@@ -118,7 +119,7 @@ class BatchWriter:
             if kind is not None:
                 by_kind[kind].append(line)
         try:
-            for kind, rows in by_kind.items():
+            for kind, rows in sorted(by_kind.items(), key=lambda item: INSERT_ORDER.index(item[0])):
                 if self.uncertain:
                     rows = self._not_yet_stored(kind, rows)
                 if rows:

@@ -163,3 +163,12 @@ def test_pending_of_some_kinds_parses_only_their_lines(tmp_path):
     assert [r["i"] for r in reader.pending(kinds=("consent", "restriction"))] == [0, 3, 6]
     assert [r["i"] for r in reader.pending()] == list(range(7))
     spool.close()
+
+
+def test_a_batch_inserts_what_records_refer_to_before_them():
+    """A decision names its banner version: inserted in the other order, an export taken between the two
+    inserts would list a decision whose wording is missing (seen in CI before the order was fixed)."""
+    from analytics.writer import INSERT_ORDER
+
+    assert INSERT_ORDER.index("banner_version") < INSERT_ORDER.index("consent")
+    assert INSERT_ORDER.index("event") < INSERT_ORDER.index("forward")  # a recipient row names its event

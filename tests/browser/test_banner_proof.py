@@ -39,9 +39,9 @@ def exported(gw, consent_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     while True:
         body = httpx.get(f"{gw.url}/api/consents/demo", headers={"Authorization": f"Bearer {STATS_TOKEN}"}).json()
         found = [d for d in body["decisions"] if d["consent_id"] == consent_id]
-        if found:
+        if found and found[0]["banner_version"] in body["banner_versions"]:
             return found[0], body["banner_versions"][found[0]["banner_version"]]
-        assert time.monotonic() < deadline, "the decision did not reach the store"
+        assert time.monotonic() < deadline, f"the decision (or its version) did not reach the store: {found}"
         time.sleep(0.2)
 
 
