@@ -11,7 +11,7 @@ from __future__ import annotations
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "site", "timestamp", "type", "name", "visitor_id", "url", "hostname",
     "path", "referrer", "referrer_host", "utm_source", "utm_medium", "utm_campaign",
-    "browser", "browser_version", "os", "device", "country", "ip",
+    "browser", "browser_version", "os", "device", "country", "ip", "props",
 )
 CONSENT_COLUMNS: tuple[str, ...] = (
     "record_id", "site", "timestamp", "consent_id", "action", "method", "preferences",
@@ -195,6 +195,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ) ENGINE = MergeTree
         ORDER BY (site, consent_id, timestamp)
         TTL toDateTime(timestamp) + INTERVAL {consent_ttl_days} DAY""",
+    ]),
+    # Custom event properties (issue 12): at most 30 string pairs a hit, bounded and screened by collect.
+    (6, [
+        "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS props Map(String, String)",
     ]),
 ]
 
