@@ -53,3 +53,31 @@ def decisions(store: Store, site: str, start: datetime, end: datetime) -> Iterat
     with store.client.query_row_block_stream(sql, parameters={"site": site, "start": start, "end": end}) as stream:
         for block in stream:
             yield from block
+
+
+# The last two decisions of each consent id (all the revocation rule needs: is the latest the id's first?).
+_HISTORY_SQL = (
+    "SELECT consent_id, arraySlice(arraySort(groupArray((toUnixTimestamp64Milli(timestamp), action, "
+    "toString(record_id)))), -2) FROM {db}.consents "
+    "WHERE timestamp > now() - INTERVAL {days:UInt32} DAY AND (%s) GROUP BY consent_id %s"
+)
+
+
+def decision_histories(store: Store, days: int, consent_ids: list[str] | None = None, revoking_only: bool = False
+                       ) -> dict[str, list[tuple[int, str, str]]]:
+    """Per consent id of the last `days`, its last two decisions as (ms, action, record id): of the ids in
+    `consent_ids`, or (`revoking_only`) of every id whose history can revoke a token (more than one
+    decision, or a withdrawal)."""
+    where = "consent_id IN {ids:Array(String)}" if consent_ids is not None else "1"
+    having = "HAVING count() > 1 OR has(groupArray(action), 'withdraw')" if revoking_only else ""
+    rows = store.query(_HISTORY_SQL % (where, having), {"days": days, "ids": consent_ids or []})
+    return {cid: [(int(ms), action, rid) for ms, action, rid in history] for cid, history in rows}
+
+
+def decisions_since(store: Store, since_ms: int) -> list[tuple[str, str, str, int, str, str]]:
+    """Every decision recorded from `since_ms` on, by any gateway: (record id, site, consent id, ms, action,
+    method)."""
+    return [(str(rid), str(site), str(cid), int(ms), str(action), str(method)) for rid, site, cid, ms, action, method
+            in store.query("SELECT toString(record_id), site, consent_id, toUnixTimestamp64Milli(timestamp), action, "
+                           "method FROM {db}.consents WHERE timestamp >= fromUnixTimestamp64Milli({since:Int64})",
+                           {"since": since_ms})]

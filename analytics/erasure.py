@@ -1,4 +1,4 @@
-"""SQL of the visitor's rights over stored rows: erasure (GDPR art. 17) and restriction (art. 18).
+"""SQL of the visitor's rights over stored rows: access (GDPR art. 15), erasure (art. 17), restriction (art. 18).
 
 A visitor is one consent id. The tables that hold their rows, and the column naming them, come
 from the schema (`analytics.schema.VISITOR_TABLES`), so a new table that holds visitor data is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 from analytics.store import Store
 
@@ -54,6 +55,16 @@ def delete_visitor_rows(store: Store, tables: Mapping[str, str], site: str, cons
         if counts[table]:
             store.command(f"DELETE FROM {{db}}.{table} WHERE {_where(column)}", params)
     return counts
+
+
+def export_visitor_rows(store: Store, tables: Mapping[str, tuple[str, str]], site: str, consent_id: str
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """The visitor's rows, oldest first, per export section (`tables`: section -> (table, column naming the
+    visitor)); the site column is left out (the export names the site once)."""
+    params = {"site": site, "cid": consent_id}
+    return {section: store.query_dicts(f"SELECT * EXCEPT (site) FROM {{db}}.{table} WHERE {_where(column)} "
+                                       "ORDER BY timestamp", params)
+            for section, (table, column) in tables.items()}
 
 
 def restricted_consent_ids(store: Store) -> list[tuple[str, str]]:

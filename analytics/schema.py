@@ -8,24 +8,7 @@ partitioned by month, so retention drops whole parts.
 """
 from __future__ import annotations
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "event_id", "site", "timestamp", "type", "name", "visitor_id", "url", "hostname",
-    "path", "referrer", "referrer_host", "utm_source", "utm_medium", "utm_campaign",
-    "browser", "browser_version", "os", "device", "country", "ip", "props",
-)
-CONSENT_COLUMNS: tuple[str, ...] = (
-    "record_id", "site", "timestamp", "consent_id", "action", "method", "preferences",
-    "analytics", "marketing", "policy_version", "language", "ip", "browser", "os", "gpc",
-    "banner_version", "page",
-)
-BANNER_VERSION_COLUMNS: tuple[str, ...] = (
-    "record_id", "site", "hash", "language", "content", "first_seen", "timestamp",
-)
-FORWARD_COLUMNS: tuple[str, ...] = (
-    "record_id", "site", "timestamp", "consent_id", "event_id", "vendor", "status", "attempts",
-)
-ERASURE_COLUMNS: tuple[str, ...] = ("record_id", "site", "timestamp", "consent_hash", "erased_by", "rows")
-RESTRICTION_COLUMNS: tuple[str, ...] = ("record_id", "site", "timestamp", "consent_id", "action", "requested_by")
+from analytics.records import KIND_FIELD, RECORD_TYPES, columns_of, kind_of_type
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -200,21 +183,62 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (6, [
         "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS props Map(String, String)",
     ]),
+    # Shared links and e-mail reports (issue 12). `shared_links` is a log: a `create` row, later perhaps a
+    # `revoke` row (same link_id and secret_hash); only a SHA-256 of the link's secret and an scrypt hash of
+    # its password are kept. `report_runs` remembers which period's report went out, so a restart or a
+    # second worker does not send it again. No visitor data in either: no TTL.
+    (7, [
+        """CREATE TABLE IF NOT EXISTS {db}.shared_links (
+            link_id String,
+            site LowCardinality(String),
+            timestamp DateTime64(3, 'UTC'),
+            action LowCardinality(String),
+            secret_hash String,
+            password_hash String,
+            label String
+        ) ENGINE = MergeTree
+        ORDER BY (site, link_id, timestamp)""",
+        """CREATE TABLE IF NOT EXISTS {db}.report_runs (
+            site LowCardinality(String),
+            period LowCardinality(String),
+            period_start Date,
+            timestamp DateTime64(3, 'UTC'),
+            recipients UInt32
+        ) ENGINE = MergeTree
+        ORDER BY (site, period, period_start)""",
+    ]),
+    # Goals and funnels edited from the dashboard (issue 12; analytics/goals.py): one row per change, the
+    # newest row of an id wins (`deleted` = 1 removes it). Definitions only, no visitor data: no TTL.
+    (8, [
+        """CREATE TABLE IF NOT EXISTS {db}.goals (
+            site LowCardinality(String),
+            kind LowCardinality(String),
+            id String,
+            definition String,
+            deleted UInt8,
+            timestamp DateTime64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (site, kind, id, timestamp)""",
+    ]),
+    # Typed records (analytics/records.py): each spooled line names its kind in a `kind` field. The tables
+    # accept it as an EPHEMERAL column (not stored), so inserts no longer skip unknown fields: a field a
+    # table lacks is an error, never a silently empty column.
+    (9, [
+        f"ALTER TABLE {{db}}.{t.TABLE} ADD COLUMN IF NOT EXISTS {KIND_FIELD} String EPHEMERAL ''"  # type: ignore[attr-defined]
+        for t in RECORD_TYPES
+    ]),
 ]
 
 # Tables derived from `events` that hold visitor data: retention applies to them as well.
 DERIVED_TABLES: tuple[str, ...] = ("visits", "hit_hours")
+# What operators and marketing set up (shared links, sent reports, goals and funnels edited in the
+# dashboard): no visitor data, no retention, and a backup must keep them.
+SETTINGS_TABLES: tuple[str, ...] = ("shared_links", "report_runs", "goals")
 
-# Each spooled record kind lands in one table; the id column makes replays idempotent.
-# In this order the batch writer inserts a batch's kinds: a record comes after what it refers to, so a
-# reader never sees a decision whose banner version (its wording) is not in the store yet.
+# Each spooled record kind lands in one table (analytics/records.py); the id column makes replays idempotent.
+# The order of RECORD_TYPES is the order the batch writer inserts a batch's kinds (referenced records first).
 TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "banner_version": ("banner_versions", BANNER_VERSION_COLUMNS, "record_id"),
-    "consent": ("consents", CONSENT_COLUMNS, "record_id"),
-    "event": ("events", EVENT_COLUMNS, "event_id"),
-    "forward": ("forwards", FORWARD_COLUMNS, "record_id"),
-    "erasure": ("erasures", ERASURE_COLUMNS, "record_id"),
-    "restriction": ("restrictions", RESTRICTION_COLUMNS, "record_id"),
+    kind_of_type(t): (t.TABLE, columns_of(t), t.ID) for t in RECORD_TYPES  # type: ignore[attr-defined]
 }
 # Where a visitor's own rows are, by the column naming them (analytics/erasure.py erases them all).
 # `visits` knows a visitor only by the hash of the id; `hit_hours` holds no visitor id (a day is rebuilt

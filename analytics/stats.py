@@ -13,7 +13,7 @@ Definitions (also in docs/stats.md):
   a matching hit and count only matching pageviews; visit filters (referrer_host, source,
   utm_*) look at the visit's first hit, where the gateway records referrer and UTM tags.
 
-Large ranges (EXACT_BELOW hits or more) are answered faster and nearly exactly: visits come
+Large ranges (StatsQuery.exact_below hits or more) are answered faster and nearly exactly: visits come
 from the per-visit table (analytics/visits.py: closed days prebuilt, the last hours live), a
 visit that crosses the range's first or last midnight counts whole on the day it started, and
 distinct visitors are counted with a sketch (visits.SKETCH: exact up to hundreds, then about
@@ -22,7 +22,6 @@ Smaller ranges, and large ones with hit filters, are sessionized from the hits, 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -41,6 +40,23 @@ HIT_FILTERS = {"page": "path", "event": "name", "country": "country", "browser":
                "os": "os", "device": "device"}
 VISIT_FILTERS = ("referrer_host", "source", "utm_source", "utm_medium", "utm_campaign")
 FILTERS = tuple(HIT_FILTERS) + VISIT_FILTERS
+# `prop.NAME=VALUE`: a hit filter on a custom event property (events.props, filled by collect).
+PROP_FILTER = "prop."
+PROP_DIMENSION = "prop:"  # breakdown/prop:NAME
+MAX_PROP_NAME = 64  # as collect stores property names
+MAX_PROP_FILTERS = 5
+
+
+def prop_name_problem(name: str) -> str:
+    """Why `name` cannot be a property name (as collect stores them), or ''."""
+    if not name:
+        return "a property name must not be empty"
+    if len(name) > MAX_PROP_NAME:
+        return f"a property name is at most {MAX_PROP_NAME} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a property name holds no control characters"
+    return ""
+
 
 @dataclass(frozen=True)
 class StatsQuery:
@@ -51,6 +67,7 @@ class StatsQuery:
     end: date
     tz: str = "Europe/Amsterdam"
     filters: dict[str, str] = field(default_factory=dict)
+    exact_below: int = 100_000  # [gateway] stats_exact_below: ranges with fewer hits are computed from the hits
 
     @property
     def days(self) -> int:
@@ -66,18 +83,25 @@ class StatsQuery:
     def previous(self) -> "StatsQuery":
         """The period of the same length just before this one."""
         end = self.start - timedelta(days=1)
-        return StatsQuery(self.site, end - timedelta(days=self.days - 1), end, self.tz, self.filters)
+        return StatsQuery(self.site, end - timedelta(days=self.days - 1), end, self.tz, self.filters, self.exact_below)
 
     def params(self) -> dict[str, Any]:
         lo, hi = self.bounds()
         out: dict[str, Any] = {"site": self.site, "lo": lo.replace(tzinfo=None), "hi": hi.replace(tzinfo=None),
                                "tz": self.tz}
-        out.update({f"f_{k}": v for k, v in self.filters.items()})
+        out.update({f"f_{k}": v for k, v in self.filters.items() if k in FILTERS})
+        for i, (name, value) in enumerate(self.prop_filters):
+            out[f"pk_{i}"], out[f"pv_{i}"] = name, value
         return out
 
     @property
+    def prop_filters(self) -> list[tuple[str, str]]:
+        """(property name, value) of the `prop.NAME` filters, in a fixed order (their parameters are numbered)."""
+        return sorted((k[len(PROP_FILTER):], v) for k, v in self.filters.items() if k.startswith(PROP_FILTER))
+
+    @property
     def hit_filters(self) -> dict[str, str]:
-        return {k: v for k, v in self.filters.items() if k in HIT_FILTERS}
+        return {k: v for k, v in self.filters.items() if k in HIT_FILTERS or k.startswith(PROP_FILTER)}
 
     @property
     def visit_filters(self) -> dict[str, str]:
@@ -91,7 +115,8 @@ RANGE = f"{PERIOD} AND {NOT_RESTRICTED}"
 
 
 def _hit_match(q: StatsQuery) -> str:
-    conds = [f"{HIT_FILTERS[k]} = {{f_{k}:String}}" for k in q.hit_filters]
+    conds = [f"{HIT_FILTERS[k]} = {{f_{k}:String}}" for k in q.hit_filters if k in HIT_FILTERS]
+    conds += [f"props[{{pk_{i}:String}}] = {{pv_{i}:String}}" for i in range(len(q.prop_filters))]
     return " AND ".join(conds) if conds else "1"
 
 
@@ -104,8 +129,6 @@ def _visit_match(q: StatsQuery) -> str:
     return " AND ".join(conds) if conds else "1"
 
 
-# Below this many hits in a range, every number is computed exactly from the hits.
-EXACT_BELOW = int(os.environ.get("CONSENTGATE_STATS_EXACT_BELOW", "100000"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +158,7 @@ def plan(store: Store, q: StatsQuery) -> Plan:
         return Plan()
     lo, hi = (t.replace(tzinfo=None) for t in q.bounds())
     cov = coverage(store, q.site, lo, hi)
-    return Plan(cov if cov is not None and cov.hits >= EXACT_BELOW else None,
+    return Plan(cov if cov is not None and cov.hits >= q.exact_below else None,
                 lo.minute == hi.minute == 0 and lo.second == hi.second == 0)
 
 
@@ -231,8 +254,50 @@ def _visits_by_visitor(q: StatsQuery, value: str = "", pick: str = "first") -> s
                arrayCumSum(starts) AS sn,
                arrayFilter((x, i) -> hm[i] = 1 AND vf[S[sn[i]]] = 1, arrayMap(i -> (ts[i], pv[i], {value_of_hit}), arrayEnumerate(ts)),
                            arrayEnumerate(ts)) AS passing{matched}
-        FROM {{db}}.events WHERE {RANGE}
+        FROM {{db}}.events WHERE {RANGE} AND {_with_a_matching_hit(q)}
         GROUP BY visitor_hash"""
+
+
+def _with_a_matching_hit(q: StatsQuery) -> str:
+    """SQL over an `events` row: its visitor has a hit that passes the hit filters. Only those visitors can
+    have a visit that passes, so only their hits need sessionizing (a filter by a country or page keeps
+    a small share of them)."""
+    if not q.hit_filters:
+        return "1"
+    return f"visitor_hash IN (SELECT visitor_hash FROM {{db}}.events WHERE {RANGE} AND {_hit_match(q)})"
+
+
+def visit_hits_sql(q: StatsQuery, carried: dict[str, str], visitors: str = "1", source: bool = False) -> str:
+    """SQL of the range's hits in the visits that pass q's filters (of the visitors `visitors` selects: SQL
+    over an `events` row), one row each: visitor_hash, ms (the time in ms), visit (its number among the
+    visitor's visits), the `carried` columns (alias -> SQL over the hit) and, with `source`, visit_source (the
+    channel of the visit's first hit). Sessionized in one array per visitor like _visits_by_visitor (the
+    sort key packs time and filter flags into one number; the carried values follow its order), then
+    unrolled, so goals and funnels can use ClickHouse's own aggregates per visit."""
+    values = [*carried.values(), *([SOURCE] if source else [])]
+    follow = (f", arraySort((c, k) -> k, groupArray(tuple({', '.join(values)})), raw) AS C" if values else "")
+    unpack = "".join(f", hit.{i + 1} AS {name}" for i, name in enumerate(carried))
+    if source:
+        unpack += f", C[S[visit]].{len(values)} AS visit_source"
+    joined = ", C AS hit" if values else ""
+    return f"""
+        SELECT visitor_hash, toInt64(intDiv(k, 4)) AS ms, visit{unpack}
+        FROM (
+            SELECT visitor_hash,
+                   groupArray(toUInt64(toUnixTimestamp64Milli(timestamp)) * 4 + toUInt64({_visit_match(q)}) * 2
+                              + toUInt64({_hit_match(q)})) AS raw,
+                   arraySort(raw) AS K{follow},
+                   arrayMap(x -> toInt64(intDiv(x, 4)), K) AS ts,
+                   arrayMap(i -> toUInt32(i = 1 OR ts[i] - ts[i - 1] > {VISIT_GAP_MS}), arrayEnumerate(ts)) AS starts,
+                   arrayCumSum(starts) AS sn,
+                   arrayFilter(i -> starts[i] = 1, arrayEnumerate(ts)) AS S,
+                   arrayPushBack(arrayMap(i -> toUInt32(i - 1), arrayPopFront(S)), toUInt32(length(ts))) AS E,
+                   arrayCumSum(arrayMap(x -> toUInt32(bitAnd(x, 1)), K)) AS chm,
+                   arrayMap((a, b) -> bitTest(K[a], 1) AND chm[b] - chm[a] + toUInt32(bitAnd(K[a], 1)) > 0, S, E) AS ok
+            FROM {{db}}.events WHERE {RANGE} AND {visitors}
+            GROUP BY visitor_hash
+        ) ARRAY JOIN K AS k{joined}, sn AS visit
+        WHERE ok[visit]"""
 
 
 def _summary_of(store: Store, q: StatsQuery, how: Plan) -> dict[str, Any]:
@@ -260,6 +325,12 @@ def _summary_of(store: Store, q: StatsQuery, how: Plan) -> dict[str, Any]:
 
 def _change(now: float, before: float) -> float | None:
     return round(100 * (now - before) / before, 1) if before else None
+
+
+def summary_current(store: Store, q: StatsQuery) -> dict[str, Any]:
+    """The range's totals alone (no previous period), with `exact`."""
+    how = plan(store, q)
+    return {**_summary_of(store, q, how), "exact": how.exact}
 
 
 def summary(store: Store, q: StatsQuery) -> dict[str, Any]:
@@ -351,6 +422,8 @@ VISIT_DIMENSIONS: dict[str, tuple[str, str]] = {
 
 
 def breakdown_columns(dimension: str) -> list[str]:
+    if dimension.startswith(PROP_DIMENSION):
+        return ["value", "visitors", "events"]
     level, _ = DIMENSIONS[dimension]
     if level == "visit":
         return ["value", "visitors", "visits", "pageviews"]
@@ -360,6 +433,8 @@ def breakdown_columns(dimension: str) -> list[str]:
 def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how: Plan | None = None) -> list[dict[str, Any]]:
     """Top values of one dimension by visitors: value, visitors, pageviews (visits for visit dimensions,
     events for `event`). `how`: the range's plan, when the caller has it already."""
+    if dimension.startswith(PROP_DIMENSION):
+        return _prop_breakdown(store, q, dimension[len(PROP_DIMENSION):], limit, how or plan(store, q))
     level, column = DIMENSIONS[dimension]
     how = how or plan(store, q)
     params = {**q.params(), "limit": limit}
@@ -402,6 +477,23 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how:
               FROM {source} WHERE {where}
               GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
     return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}
+            for r in store.query_dicts(sql, params)]
+
+
+def _prop_breakdown(store: Store, q: StatsQuery, name: str, limit: int, how: Plan) -> list[dict[str, Any]]:
+    """Top values of one custom property by visitors: value, visitors, events (hits carrying the property,
+    of any type, that pass the filters)."""
+    params = {**q.params(), "limit": limit, "prop": name}
+    value = "props[{prop:String}]"
+    if q.visit_filters:
+        source, column, where = f"({_visits_by_visitor(q, value)}) ARRAY JOIN passing AS hit", "hit.3", "1"
+    else:
+        source, column = "{db}.events", value
+        where = f"{RANGE} AND {_hit_match(q)} AND mapContains(props, {{prop:String}})"
+    sql = f"""SELECT {column} AS value, {how.uniq}(visitor_hash) AS visitors, count() AS events
+              FROM {source} WHERE {where} AND value != ''
+              GROUP BY value ORDER BY visitors DESC, events DESC, value LIMIT {{limit:UInt32}}"""
+    return [{"value": r["value"], "visitors": int(r["visitors"]), "events": int(r["events"])}
             for r in store.query_dicts(sql, params)]
 
 

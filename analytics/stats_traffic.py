@@ -42,7 +42,11 @@ SOURCES = [  # referrer host, utm source, utm medium, utm campaign, weight
     ("", "newsletter", "email", "november-digest", 6), ("nu.nl", "", "", "", 2),
     ("google.com", "google", "cpc", "brand-search", 4),
 ]
-EVENT_NAMES = ["signup", "download", "outbound-link", "video-play"]
+EVENT_NAMES = ["signup", "download", "outbound-link", "video-play", "purchase"]
+# Custom event properties (events.props), per event name: key -> the values picked from.
+EVENT_PROPS = {"signup": {"plan": ["free", "pro", "business"]},
+               "download": {"file": ["guide.pdf", "pricing.pdf", "whitepaper.pdf"]},
+               "purchase": {"plan": ["pro", "business"], "amount": ["19", "49", "99", "249"]}}
 HOUR_WEIGHTS = [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4.5, 6, 6.5, 6.2, 5.6, 6, 6.3, 6, 5.4, 4.6, 4, 4.2, 4.4, 3.8, 2.6, 1.6]
 MEAN_PAGES_PER_VISIT = 0.45 * 1 + 0.55 * 4.5  # 45% bounce, else 2..7 pages
 
@@ -59,6 +63,16 @@ def _literal(values: list) -> str:
         else:
             parts.append("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'")
     return "[" + ", ".join(parts) + "]"
+
+
+def _props_sql() -> str:
+    """SQL of a generated hit's `props`: per event name, one picked value per key (`s`, `k`: visit, page)."""
+    branches = []
+    for i, (name, keys) in enumerate(EVENT_PROPS.items()):
+        pairs = ", ".join(f"'{key}', {_literal(values)}[1 + cityHash64(s, k, {40 + 5 * i + j}) % {len(values)}]"
+                          for j, (key, values) in enumerate(keys.items()))
+        branches.append(f"name = '{name}', map({pairs})")
+    return f"multiIf({', '.join(branches)}, CAST(map(), 'Map(String, String)'))"
 
 
 def day_weights(days: list[datetime]) -> list[float]:
@@ -125,7 +139,8 @@ def generate_traffic(store: Store, site: str, events: int, days: int = 90, tz: s
             if(k = 0, src.2, '') AS utm_source, if(k = 0, src.3, '') AS utm_medium, if(k = 0, src.4, '') AS utm_campaign,
             plat.1 AS browser, toString(110 + cityHash64(v, 10) % 22) AS browser_version, plat.2 AS os, plat.3 AS device,
             {_literal(countries)}[1 + cityHash64(v, 11) % {len(countries)}] AS country,
-            concat(toString(1 + cityHash64(v, 12) % 223), '.', toString(cityHash64(v, 13) % 256), '.', toString(cityHash64(v, 14) % 256), '.0') AS ip
+            concat(toString(1 + cityHash64(v, 12) % 223), '.', toString(cityHash64(v, 13) % 256), '.', toString(cityHash64(v, 14) % 256), '.0') AS ip,
+            {_props_sql()} AS props
         FROM (
             SELECT number AS s,
                    cityHash64({{seed:UInt32}}, number, 1) % {{visitors:UInt64}} AS v,

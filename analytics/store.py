@@ -1,6 +1,7 @@
 """The ClickHouse store, through clickhouse-connect only: `chdb://` embedded, `http(s)://` a server."""
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 
+from analytics.records import KIND_FIELD, Record, check_columns, columns_of
 from analytics.schema import CONSENT_TABLES, DERIVED_TABLES, MIGRATIONS, TABLES
 
 log = logging.getLogger("consentgate.store")
@@ -26,7 +28,12 @@ def connect(url: str) -> Any:
     if url.startswith("chdb://"):
         path = url[len("chdb://"):]
         Path(path).mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        # Backstop for a Store nobody closed: the engine must stop before the interpreter finalizes, or a
+        # daemon thread still inside a query crashes the process at exit (exit 139). atexit runs after the
+        # non-daemon threads are joined and before finalization; close() waits out a query in flight.
+        atexit.register(client.close)
+        return client
     parts = urlsplit(url)
     database = parts.path.strip("/") or DATABASE
     return clickhouse_connect.get_client(
@@ -59,6 +66,7 @@ class Store:
         # One chDB path per process: tests that share a path give each test its own database.
         self.db = database or (DATABASE if url.startswith("chdb://") else (urlsplit(url).path.strip("/") or DATABASE))
         self._client = client
+        self._closed = False
         self._lock = threading.Lock()
         # durability = "machine": a part must be on disk before the spool forgets its records.
         self.fsync_inserts = False
@@ -67,12 +75,30 @@ class Store:
     @property
     def client(self) -> Any:
         with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
             if self._client is None:
                 try:
                     self._client = connect(self.url)
                 except Exception as exc:  # any connection failure means: keep spooling
                     raise StoreUnavailable(str(exc)) from exc
             return self._client
+
+    def close(self) -> None:
+        """Closes the connection (for chDB: the embedded engine's handle, after any query in flight ends).
+        Stop the threads that query first; a later call through this store raises StoreUnavailable."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            atexit.unregister(client.close)
+            client.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def migrate(self) -> list[int]:
         """Applies the migrations not yet recorded; returns the versions applied."""
@@ -96,7 +122,17 @@ class Store:
             log.info("applied schema migration %d", version)
         self._apply_retention()
         self._apply_insert_durability()
+        check_columns(self.table_columns())
         return applied
+
+    def table_columns(self) -> dict[str, set[str]]:
+        """Every table of the database with its column names."""
+        rows = self.client.query("SELECT table, name FROM system.columns WHERE database = {db:String}",
+                                 parameters={"db": self.db}).result_rows
+        found: dict[str, set[str]] = {}
+        for table, name in rows:
+            found.setdefault(table, set()).add(name)
+        return found
 
     def _cluster_form(self, statement: str) -> list[str]:
         """The statement as it runs here: as is, or ON CLUSTER with replicated and Distributed tables."""
@@ -141,14 +177,18 @@ class Store:
                     f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"
                 )
 
-    def insert(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
-        """Inserts spooled records of one kind in one batch."""
-        table, columns, _ = TABLES[kind]
-        # Columns the records lack (added by a later migration) take the table's default, as in JSONEachRow.
-        columns = tuple(c for c in columns if records and c in records[0])
-        rows = [[_to_datetime(r[c]) if c in ("timestamp", "first_seen") else r[c] for c in columns] for r in records]
+    def insert(self, records: Sequence[Record]) -> None:
+        """Inserts records of one kind in one batch (seeding, imports; the gateway itself inserts spooled lines)."""
+        if not records:
+            return
+        record_type = type(records[0])
+        if any(type(r) is not record_type for r in records):
+            raise TypeError("one insert takes records of one kind")
+        columns = columns_of(record_type)
+        rows = [[_to_datetime(getattr(r, c)) if c in ("timestamp", "first_seen") else getattr(r, c) for c in columns]
+                for r in records]
         try:
-            self.client.insert(f"{self.db}.{table}", rows, column_names=list(columns))
+            self.client.insert(f"{self.db}.{record_type.TABLE}", rows, column_names=list(columns))
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -159,8 +199,10 @@ class Store:
         in C++, which costs the gateway's Python thread (and its GIL) nothing per row."""
         table, columns, _ = TABLES[kind]
         try:
-            self.client.raw_insert(f"{self.db}.{table}", column_names=list(columns), insert_block=b"".join(lines),
-                                   fmt="JSONEachRow", settings={"input_format_skip_unknown_fields": 1})
+            # Unknown fields are an error, not skipped: `kind` goes into the tables' EPHEMERAL column.
+            self.client.raw_insert(f"{self.db}.{table}", column_names=[*columns, KIND_FIELD],
+                                   insert_block=b"".join(lines), fmt="JSONEachRow",
+                                   settings={"input_format_skip_unknown_fields": 0})
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -9,20 +9,25 @@ time, so a range that includes today still counts hits stored seconds ago.
 Freshness: a day is rebuilt when its number of hits before the cut changes (late inserts, erasure,
 retention), when the cut moves on (hourly, for today's hours), and once more when it is closed
 (BUILD_AFTER past its end, when visits that cross midnight have ended). The builder looks every
-REFRESH_SECONDS. A visit that started before the cut and is still going on (over an hour long) misses
-its newest hits until the next hourly rebuild. A rebuild writes rows under a new `build` id, makes it
-current in `visit_days`, then deletes the old rows: readers only take current builds, so they never
-see a day twice or not at all. Erasure deletes the visitor's visits at once (gateway/privacy.py); the
-hour sketches hold no visitor id and follow at the day's rebuild.
+`[gateway] stats_refresh_seconds` (default 30). A visit that started before the cut and is still going on
+(over an hour long) misses its newest hits until the next hourly rebuild. A rebuild writes rows under a
+new `build` id, makes it current in `visit_days`, then deletes the old rows: readers only take current
+builds, so they never see a day twice or not at all. Erasure deletes the visitor's visits at once
+(gateway/privacy.py); the hour sketches hold no visitor id and follow at the day's rebuild.
+
+Bots that look like visitors: a visitor with `[gateway] bot_zero_second_visits` (default 20) or more visits
+of one hit and zero seconds starting on one UTC day is left out of that day's built rows (visits and
+hit_hours); the builder counts these visitor-days for /metrics.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from analytics.channels import source_sql
 from analytics.erasure import NOT_RESTRICTED
@@ -33,8 +38,8 @@ log = logging.getLogger("consentgate.visits")
 VISIT_GAP_MS = 30 * 60 * 1000  # a longer gap between two hits starts a new visit
 BUILD_AFTER = timedelta(hours=3)  # a day is closed (built for good) this long after it ends
 LIVE = timedelta(hours=1)  # hits of the last full hour and after are computed at query time
-# How often the builder looks for days to (re)build (tests shorten it).
-REFRESH_SECONDS = float(os.environ.get("CONSENTGATE_STATS_REFRESH_SECONDS", "30"))
+DEFAULT_REFRESH_SECONDS = 30.0  # [gateway] stats_refresh_seconds: how often the builder looks for days to build
+DEFAULT_ZERO_SECOND_VISITS = 20  # [gateway] bot_zero_second_visits: that many in a day make a visitor a bot
 MAX_RUN_DAYS = 7  # days sessionized by one INSERT: bounds its memory
 # Distinct visitors of large ranges: exact for a few hundred, then HyperLogLog with 4096 cells (about
 # 1.6 % standard error). Its sketches merge 10x faster than uniqExact sets and 3x faster than the
@@ -99,10 +104,12 @@ HOUR_DIMENSIONS = {"": "''", "page": "path", "browser": "browser", "os": "os", "
 
 
 def build_days(store: Store, site: str, first: date, last: date, hits: dict[date, int], until: datetime,
-               closed: bool) -> int:
+               closed: bool, zero_second_visits: int = 0) -> tuple[int, dict[date, int]]:
     """(Re)builds `site`'s visits that start on the UTC days first..last before `until` (naive UTC), and
     the hit hours before it. `hits`: each day's hits before `until`, read before building; `closed`:
-    the days are over and settled. Returns the number of visits written."""
+    the days are over and settled; `zero_second_visits` (0: off): a visitor with that many one-hit visits
+    of zero seconds starting on a day is left out of the day. Returns the number of visits written and,
+    per day, the visitors left out."""
     build = time.time_ns()
     lo, hi = _midnight(first), _midnight(last + timedelta(days=1))
     # Hits from 30 minutes before: a visit already running at midnight belongs to the day before.
@@ -112,15 +119,19 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
     params = {"site": site, "lo": lo, "hi": hi, "until": until, "build": build, "first": first, "last": last}
     inside = ("timestamp >= toDateTime64({lo:DateTime64(3)}, 3, 'UTC') "
               "AND timestamp < toDateTime64({until:DateTime64(3)}, 3, 'UTC')")
+    bulk, keep = zero_second_visitors(store, window, inside, params, zero_second_visits), "1"
+    if bulk:
+        params["bots"] = bulk
+        keep = "(visitor_hash, toDate(timestamp)) NOT IN {bots:Array(Tuple(UInt64, Date))}"
     columns = "site, timestamp, visitor_hash, duration_ms, hits, pageviews, " + ", ".join(VISIT_VALUES)
     store.command(f"""INSERT INTO {{db}}.visits ({columns}, build)
-                      SELECT *, {{build:UInt64}} FROM ({visit_rows_sql(window)}) WHERE {inside}""", params)
+                      SELECT *, {{build:UInt64}} FROM ({visit_rows_sql(window)}) WHERE {inside} AND {keep}""", params)
     dimensions = ", ".join(f"('{d}', {c})" for d, c in HOUR_DIMENSIONS.items())
     store.command(f"""INSERT INTO {{db}}.hit_hours
                       SELECT site, toStartOfHour(timestamp) AS hour, d.1 AS dimension, d.2 AS value,
                              countIf(dimension != '' OR type = 'pageview'), {SKETCH_STATE}(visitor_hash), {{build:UInt64}}
                       FROM {{db}}.events ARRAY JOIN [{dimensions}] AS d
-                      WHERE site = {{site:String}} AND {inside} AND {NOT_RESTRICTED}
+                      WHERE site = {{site:String}} AND {inside} AND {NOT_RESTRICTED} AND {keep}
                         AND (dimension = '' OR (dimension = 'event') = (type = 'event'))
                       GROUP BY site, hour, dimension, value""", params)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -132,7 +143,23 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
     for table, day in (("visits", "toDate(timestamp)"), ("hit_hours", "toDate(timestamp)"), ("visit_days", "day")):
         store.command(f"DELETE FROM {{db}}.{table} WHERE site = {{site:String}} AND {day} >= {{first:Date}} "
                       f"AND {day} <= {{last:Date}} AND build != {{build:UInt64}}", params)
-    return int(store.query_value("SELECT count() FROM {db}.visits WHERE build = {build:UInt64}", params) or 0)
+    written = int(store.query_value("SELECT count() FROM {db}.visits WHERE build = {build:UInt64}", params) or 0)
+    left_out: dict[date, int] = {}
+    for _, day in bulk:
+        left_out[day] = left_out.get(day, 0) + 1
+    return written, left_out
+
+
+def zero_second_visitors(store: Store, window: str, inside: str, params: dict[str, Any],
+                         least: int) -> list[tuple[int, date]]:
+    """(visitor_hash, UTC day) of the visitors with `least` or more one-hit visits of zero seconds starting
+    that day (0: none), read once so both inserts leave the same visitors out."""
+    if least <= 0:
+        return []
+    rows = store.query(f"""SELECT visitor_hash, toDate(timestamp) AS day FROM ({visit_rows_sql(window, ())})
+                           WHERE {inside} AND duration_ms = 0 AND hits = 1
+                           GROUP BY visitor_hash, day HAVING count() >= {{least:UInt32}}""", {**params, "least": least})
+    return [(int(h), d) for h, d in rows]
 
 
 @dataclass(frozen=True)
@@ -221,15 +248,25 @@ def runs(days: list[date], longest: int = MAX_RUN_DAYS) -> list[tuple[date, date
     return out
 
 
-def refresh(store: Store, now: datetime | None = None, changed: set[date] | None = None) -> int:
+def refresh(store: Store, now: datetime | None = None, changed: set[date] | None = None,
+            zero_second_visits: int = DEFAULT_ZERO_SECOND_VISITS, bots: dict[tuple[str, date], int] | None = None,
+            stopping: threading.Event | None = None) -> int:
     """Builds every due day; returns the number of days built. Closed days go in runs, open ones alone.
-    `changed`: as for due_days."""
+    `changed`: as for due_days; `zero_second_visits`: as for build_days; `bots` gets (site, day) -> the
+    visitors left out; `stopping`: when set, no further run is started."""
     built, months = 0, set()
     for site, due in due_days(store, now, changed).items():
         closed = [d for d, w in due.items() if w.closed]
         for first, last in runs(closed) + [(d, d) for d, w in due.items() if not w.closed]:
+            if stopping is not None and stopping.is_set():
+                break
             hits = {d: due[d].hits for d in due}
-            build_days(store, site, first, last, hits, due[last].until, due[first].closed)
+            _, left_out = build_days(store, site, first, last, hits, due[last].until, due[first].closed,
+                                     zero_second_visits)
+            if bots is not None:
+                for i in range((last - first).days + 1):
+                    day = first + timedelta(days=i)
+                    bots[(site, day)] = left_out.get(day, 0)
             months |= {first.year * 100 + first.month, last.year * 100 + last.month}
             built += (last - first).days + 1
     # Each build leaves small parts and rows masked by its DELETEs: reading those costs 5-10x more
@@ -243,38 +280,71 @@ def refresh(store: Store, now: datetime | None = None, changed: set[date] | None
 
 
 class VisitBuilder:
-    """Keeps `visits` and `hit_hours` up to date in a daemon thread: one per store, started by the first
-    stats request."""
+    """Keeps `visits` and `hit_hours` up to date in a thread of its own. Services makes one per store from the
+    config; the first stats request starts it (`VisitBuilder.ensure`); Services.stop stops it before the
+    store closes (a thread left inside a chDB query at interpreter exit crashes the process)."""
 
-    _started: dict[int, "VisitBuilder"] = {}
-    _lock = threading.Lock()
+    # The builder made for each store, so `ensure(store)` starts that one: store id -> builder (while alive).
+    _made: "weakref.WeakValueDictionary[int, VisitBuilder]" = weakref.WeakValueDictionary()
+    _made_lock = threading.RLock()
 
-    def __init__(self, store: Store, interval: float = REFRESH_SECONDS) -> None:
+    def __init__(self, store: Store, interval: float = DEFAULT_REFRESH_SECONDS,
+                 zero_second_visits: int = DEFAULT_ZERO_SECOND_VISITS) -> None:
         self.store = store
         self.interval = interval
-        self._thread = threading.Thread(target=self._loop, name="visit-builder", daemon=True)
+        self.zero_second_visits = zero_second_visits
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self._parts: dict[str, tuple[date, date]] | None = None  # at the last refresh that succeeded
+        self._bots: dict[tuple[str, date], int] = {}  # (site, day) -> visitors left out by its latest build
+        with VisitBuilder._made_lock:
+            VisitBuilder._made[id(store)] = self
 
     @classmethod
-    def ensure(cls, store: Store) -> None:
-        with cls._lock:
-            if id(store) not in cls._started:
-                builder = cls._started[id(store)] = cls(store)
-                builder._thread.start()
+    def ensure(cls, store: Store) -> "VisitBuilder":
+        """Starts the builder made for `store` (with the defaults when none was made) unless it runs."""
+        with cls._made_lock:
+            builder = cls._made.get(id(store))
+            if builder is None or builder.store is not store:
+                builder = cls(store)
+            builder.start()
+        return builder
+
+    def start(self) -> None:
+        with VisitBuilder._made_lock:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._loop, name="visit-builder", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops after the build in progress (at most MAX_RUN_DAYS days): returns when the thread has ended.
+        A stopped builder stays the store's, so a late stats request does not start another one."""
+        self._stopping.set()
+        with VisitBuilder._made_lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def bot_visitor_days(self) -> float:
+        """Visitor-days left out as zero-second bots, by the latest build of each day built since start."""
+        return float(sum(self._bots.values()))
 
     def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 started = time.monotonic()
                 parts = event_parts(self.store)
-                days = refresh(self.store, changed=None if self._parts is None else changed_days(self._parts, parts))
+                days = refresh(self.store, changed=None if self._parts is None else changed_days(self._parts, parts),
+                               zero_second_visits=self.zero_second_visits, bots=self._bots, stopping=self._stopping)
                 self._parts = parts
                 if days:
                     log.info("built the visits of %d day(s) in %.1f s", days, time.monotonic() - started)
             except Exception:  # the stats fall back to the hits; count every day again next time
                 self._parts = None
+                if self._stopping.is_set():
+                    break  # the store may be closing under us
                 log.exception("building visits failed")
-            time.sleep(self.interval)
+            self._stopping.wait(self.interval)
 
 
 @dataclass(frozen=True)

@@ -89,15 +89,27 @@
       headers: {"Content-Type": consent ? "application/json" : "text/plain"}});
   }
 
-  function pageview() {
-    var url = location.href.split("#")[0];
-    if (!current || !current.analytics || !stored.token || url === lastUrl) return;
-    var body = {type: "pageview", url: url, referrer: lastUrl || d.referrer, consent: stored.token};
-    lastUrl = url;
-    // The token travels in the body: browsers withhold the gateway's cookie on cross-site requests.
+  function hit(body) {
+    if (!current || !(current.analytics || current.marketing) || !stored.token) return false;
+    body.consent = stored.token; // in the body: browsers withhold the gateway's cookie on cross-site requests
     if (!(navigator.sendBeacon && navigator.sendBeacon(api + "/collect", JSON.stringify(body)))) {
       send("/collect", body).catch(function () {});
     }
+    return true;
+  }
+
+  function pageview() {
+    var url = location.href.split("#")[0];
+    if (!current || !current.analytics || url === lastUrl) return;
+    if (hit({type: "pageview", url: url, referrer: lastUrl || d.referrer})) lastUrl = url;
+  }
+
+  // A custom event with up to 30 string properties (the gateway refuses more, and drops values that look
+  // like an e-mail address or an IP address): ConsentGate.track("signup", {plan: "pro"}).
+  function track(name, props) {
+    var p = {};
+    for (var k in props || {}) if (Object.prototype.hasOwnProperty.call(props, k)) p[k] = String(props[k]);
+    return hit({type: "event", name: String(name), url: location.href.split("#")[0], referrer: d.referrer, props: p});
   }
 
   function apply(choices) {
@@ -303,6 +315,7 @@
   w.ConsentGate = {
     show: show,
     getConsent: getConsent,
+    track: track,
     onChange: function (fn) { w.addEventListener("consentgate:change", function (e) { fn(e.detail); }); }
   };
   ready(function () {

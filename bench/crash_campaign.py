@@ -160,7 +160,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def kill9(args: argparse.Namespace, folder: Path) -> dict:
-    gw = GatewayProcess(write_config(folder, {"consent_rate_per_minute": 1_000_000}), folder)
+    # Each traffic thread sends hundreds of hits a minute with one token: the behavioural bot check is off.
+    gw = GatewayProcess(write_config(folder, {"consent_rate_per_minute": 1_000_000, "bot_hits_per_minute": 0}), folder)
     ledger = Ledger()
     rng = random.Random(args.seed)
     peak = 0.0
@@ -201,8 +202,8 @@ def outage(args: argparse.Namespace, folder: Path) -> dict:
 
 def _outage(args: argparse.Namespace, folder: Path, storefs: Path) -> dict:
     max_spool = args.max_spool_mb * 1024 * 1024
-    gw = GatewayProcess(write_config(folder, {"consent_rate_per_minute": 1_000_000, "max_spool_bytes": max_spool,
-                                              "store": f"chdb://{storefs / 'chdb'}", "data_dir": str(folder / "data")}),
+    gw = GatewayProcess(write_config(folder, {"consent_rate_per_minute": 1_000_000, "bot_hits_per_minute": 0,
+                                              "max_spool_bytes": max_spool, "store": f"chdb://{storefs / 'chdb'}", "data_dir": str(folder / "data")}),
                         folder)
     gw.start()
     ledger = Ledger()

@@ -7,22 +7,47 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from gateway import admin_api, consent, consents_api, cookies, ops, privacy, stats_api
+from gateway import admin_api, consent, consents_api, cookies, ops, privacy, share_api, stats_api
 from gateway.banner_script import banner_script
-from gateway.collect.endpoint import CollectEndpoint
+from gateway.collect.endpoint import CollectLane, collect_site
 from gateway.config import GatewayConfig
 from gateway.dashboard import routes as dashboard
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.middleware.accesslog import AccessLogMiddleware
 from gateway.middleware.cors import SiteCORSMiddleware
 from gateway.openapi import openapi_json, public_openapi_json
+from gateway.reports import api as report_api
 from gateway.ratelimit import NetworkLimiter
 from gateway.services import Services, build_services
 from gateway.stats_auth import TokenAuth
 
 
-def create_app(config: GatewayConfig, services: Services | None = None) -> Starlette:
+class GatewayApp(Starlette):
+    """Starlette, with `POST /s/{site}/collect` (most requests) answered before the middleware stack:
+    the collect lane does its own CORS, errors and access log (gateway/collect/endpoint.py)."""
+
+    collect_lane: CollectLane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            site = collect_site(scope["path"])
+            if site is not None:
+                scope["app"] = self
+                await self.collect_lane(scope, receive, send, site)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class CollectRoute:
+    """The collect route inside the router (an ASGI app: Route passes it the raw scope)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["app"].collect_lane(scope, receive, send, scope["path_params"]["site"])
+
+
+def create_app(config: GatewayConfig, services: Services | None = None) -> GatewayApp:
     services = services or build_services(config)
 
     @contextlib.asynccontextmanager
@@ -35,7 +60,8 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
             services.stop()
 
     routes = [
-        Route("/s/{site}/collect", CollectEndpoint(), methods=["POST"]),  # first: the route most requests take
+        # Answered by the fast lane before the middleware (GatewayApp); routed here too for other mountings.
+        Route("/s/{site}/collect", CollectRoute(), methods=["POST"]),
         Route("/s/{site}/banner.js", banner_script, methods=["GET"]),
         Route("/s/{site}/consent", consent.give_consent, methods=["POST"]),
         Route("/s/{site}/consent", consent.read_consent, methods=["GET"]),
@@ -53,6 +79,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.restrict_visitor, methods=["POST"]),
         Route("/api/admin/{site}/visitors/{consent_id}/restriction", admin_api.lift_restriction, methods=["DELETE"]),
         Route("/api/admin/backup", admin_api.backup_store, methods=["GET"]),
+        Route("/api/admin/{site}/reports/send", report_api.send_now, methods=["POST"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
@@ -64,6 +91,21 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Route("/api/stats/{site}/breakdown/{dimension}", stats_api.breakdown, methods=["GET"]),
         Route("/api/stats/{site}/consent", stats_api.consent, methods=["GET"]),
         Route("/api/stats/{site}/realtime", stats_api.realtime, methods=["GET"]),
+        Route("/api/stats/{site}/goals", stats_api.list_goals, methods=["GET"]),
+        Route("/api/stats/{site}/goals", stats_api.create_goal, methods=["POST"]),
+        Route("/api/stats/{site}/goals/{goal_id}", stats_api.delete_goal, methods=["DELETE"]),
+        Route("/api/stats/{site}/goals/{goal_id}/timeseries", stats_api.goal_timeseries, methods=["GET"]),
+        Route("/api/stats/{site}/goals/{goal_id}/breakdown/{dimension}", stats_api.goal_breakdown, methods=["GET"]),
+        Route("/api/stats/{site}/conversions", stats_api.conversions, methods=["GET"]),
+        Route("/api/stats/{site}/funnels", stats_api.list_funnels, methods=["GET"]),
+        Route("/api/stats/{site}/funnels", stats_api.create_funnel, methods=["POST"]),
+        Route("/api/stats/{site}/funnels/{funnel_id}", stats_api.funnel_report, methods=["GET"]),
+        Route("/api/stats/{site}/funnels/{funnel_id}", stats_api.delete_funnel, methods=["DELETE"]),
+        Route("/api/stats/{site}/shared-links", share_api.list_links, methods=["GET"]),
+        Route("/api/stats/{site}/shared-links", share_api.create_link, methods=["POST"]),
+        Route("/api/stats/{site}/shared-links/{link_id}", share_api.revoke_link, methods=["DELETE"]),
+        Route("/share/{secret}", share_api.open_shared_link, methods=["GET"]),
+        Route("/share/{secret}", share_api.unlock_shared_link, methods=["POST"]),
         Route("/api/consents/{site}", consents_api.export_consents, methods=["GET"]),
         Route("/dashboard", dashboard.dashboard, methods=["GET"]),
         Route("/dashboard/login", dashboard.login, methods=["POST"]),
@@ -74,7 +116,8 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> Starl
         Middleware(AccessLogMiddleware, trusted_proxies=config.trusted_proxies, mode=config.access_log),
         Middleware(SiteCORSMiddleware, config=config),
     ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = GatewayApp(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.collect_lane = CollectLane(services)
     app.state.services = services
     app.state.token_auth = TokenAuth(config)  # stats/metrics tokens, dashboard sessions, failed-check limit
     app.state.consent_rate = NetworkLimiter(config.consent_rate_per_minute)  # consent, withdraw, erase

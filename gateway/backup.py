@@ -32,16 +32,17 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from analytics.schema import TABLES
+from analytics.schema import SETTINGS_TABLES, TABLES
 from analytics.store import Store
 from analytics.writer import BatchWriter
 from gateway.config import GatewayConfig
 
 FORMAT = "consentgate-backup/1"
 MANIFEST = "manifest.json"
-# Tables whose rows are saved: every spooled record kind's table and the migration log. The others
-# (visits, visit_days, hit_hours) are derived from events and rebuilt.
-DATA_TABLES: frozenset[str] = frozenset({t for t, _, _ in TABLES.values()} | {"schema_migrations"})
+# Tables whose rows are saved: every spooled record kind's table, the settings tables (shared links, sent
+# reports, goals) and the migration log. The others (visits, visit_days, hit_hours) are derived from events
+# and rebuilt.
+DATA_TABLES: frozenset[str] = frozenset({t for t, _, _ in TABLES.values()} | set(SETTINGS_TABLES) | {"schema_migrations"})
 CHECKSUM_SQL = "SELECT count(), toString(sum(cityHash64(*))) FROM {db}.`{table}`"
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from banner.bundle import BannerBundle, BannerVersion
 from gateway.bodies import optional_str
-from gateway.collect.pipeline import MAX_URL, parse_page_url
+from analytics.records import BannerVersionRecord
+from gateway.collect.hit import MAX_URL, parse_page_url
 from gateway.config import SiteConfig
 
 if TYPE_CHECKING:
@@ -37,17 +38,9 @@ def clean_page(value: str) -> str:
     return page.clean if page is not None else ""
 
 
-def version_record(site: str, version: BannerVersion, now_ms: int) -> dict[str, Any]:
-    return {
-        "kind": "banner_version",
-        "record_id": str(uuid.uuid4()),
-        "site": site,
-        "hash": version.hash,
-        "language": version.language,
-        "content": version.content,
-        "first_seen": now_ms / 1000,
-        "timestamp": now_ms / 1000,
-    }
+def version_record(site: str, version: BannerVersion, now_ms: int) -> BannerVersionRecord:
+    return BannerVersionRecord(record_id=str(uuid.uuid4()), site=site, hash=version.hash, language=version.language,
+                               content=version.content, first_seen=now_ms / 1000, timestamp=now_ms / 1000)
 
 
 class BannerVersionLog:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import SECRET_ENV, ConfigError, GatewayConfig, load_config
+from gateway import share_report_cli
 from gateway.scan import command as scan_command
 
 
@@ -28,7 +29,11 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
-def serve(config: GatewayConfig, host: str, port: int, log_level: str = "info") -> None:
+def serve(config: GatewayConfig, host: str, port: int, log_level: str = "info") -> int:
+    """Runs the gateway until SIGTERM or SIGINT; 0 once it has stopped cleanly (spool drained or kept, store
+    closed), 1 when stopping failed."""
+    import signal
+
     import uvicorn
 
     from gateway.app import create_app
@@ -45,8 +50,24 @@ def serve(config: GatewayConfig, host: str, port: int, log_level: str = "info") 
     # http: httptools with a 32 KiB bound on the request head (gateway/http_protocol.py; 431 above it).
     from gateway.http_protocol import HeadLimitedHttpToolsProtocol
 
-    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False, log_config=None,
-                loop="uvloop", http=HeadLimitedHttpToolsProtocol, timeout_graceful_shutdown=30)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, proxy_headers=False,
+                                           log_config=None, loop="uvloop", http=HeadLimitedHttpToolsProtocol,
+                                           timeout_graceful_shutdown=30))
+
+    def stop_requested(signum: int, frame: object) -> None:
+        # uvicorn shuts down gracefully on these signals, then raises them again with the handlers it
+        # found: this one, so a clean stop exits 0 instead of dying by the signal (-15, 130). Before
+        # uvicorn installs its own, it asks for a stop all the same.
+        server.should_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_requested)
+    server.run()
+    lifespan = getattr(server, "lifespan", None)
+    if lifespan is not None and (getattr(lifespan, "shutdown_failed", False) or getattr(lifespan, "error_occurred", False)):
+        logging.getLogger("consentgate").error("the gateway did not stop cleanly (see the errors above)")
+        return 1
+    return 0
 
 
 def serve_workers(config: GatewayConfig, config_path: str, host: str, port: int, workers: int,
@@ -142,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     p_restore.add_argument("--config", required=True)
     p_restore.add_argument("--from", dest="source", required=True, help="a folder made by consentgate backup")
     scan_command.add_parser(sub)
+    share_report_cli.add_parsers(sub)  # share create|list|revoke, report send
     p_demo = sub.add_parser("demo", help="run a gateway with generated past traffic and a demo site that embeds the banner")
     p_demo.add_argument("--events", type=int, default=300_000, help="generated events of past traffic (default 300000)")
     p_demo.add_argument("--days", type=int, default=90, help="days of past traffic (default 90)")
@@ -163,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         config = _load_or_exit(args.config)
         if args.workers != 1:
             raise SystemExit(serve_workers(config, args.config, args.host, args.port, args.workers, args.log_level))
-        serve(config, args.host, args.port, args.log_level)
+        raise SystemExit(serve(config, args.host, args.port, args.log_level))
     elif args.command == "check-config":
         config = _load_or_exit(args.config)
         print(f"{args.config}: OK, {len(config.sites)} site(s): {', '.join(config.sites)}; store {config.store.split('@')[-1]}"
@@ -183,6 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         config = _load_or_exit(args.config)
         raise SystemExit(run_backup(config, args.to, args.url, args.token) if args.command == "backup"
                          else run_restore(config, args.source))
+    elif args.command in ("share", "report"):
+        config = _load_or_exit(args.config)
+        raise SystemExit(share_report_cli.run_share(config, args) if args.command == "share"
+                         else share_report_cli.run_report(config, args))
     elif args.command == "scan":
         raise SystemExit(scan_command.main(args))
     elif args.command == "vendors":
@@ -212,17 +238,22 @@ def export_consents(config: GatewayConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_in_use(error: str) -> bool:
+    # chDB reports another process's lock on its own stderr; the exception only says the engine did not open.
+    return "lock" in error.lower() or "open the chdb engine" in error
+
+
 def run_sql(config: GatewayConfig, query: str) -> None:
     import json
 
     from analytics.store import Store
 
-    store = Store(config.store, config.retention_days)
     try:
-        rows = store.query_dicts(query, {})
+        with Store(config.store, config.retention_days) as store:  # closed before exit: chDB must stop first
+            rows = store.query_dicts(query, {})
     except Exception as exc:  # noqa: BLE001 - shown to the operator, with the likely cause
         hint = (" (is the gateway running? the embedded store can be opened by one process only: "
-                "stop it, or query through the HTTP API)") if "lock" in str(exc).lower() else ""
+                "stop it, or query through the HTTP API)") if _store_in_use(str(exc)) else ""
         print(f"consentgate sql: {str(exc).splitlines()[0][:300]}{hint}", file=sys.stderr)
         raise SystemExit(1) from None
     for row in rows:

@@ -6,10 +6,14 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from analytics.records import VENDOR_FIELDS
+from analytics.funnels import Funnel, config_funnels
+from analytics.goals import CURRENCY, Goal, config_goals
 
 SECRET_ENV = "CONSENTGATE_SECRET_KEY"
 MIN_SECRET_LENGTH = 32
@@ -31,9 +35,6 @@ _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")
 DEFAULT_CONSENT_RATE = 600  # consent, withdraw and erase requests per client network per minute
 VENDOR_TYPES = ("webhook", "ga4", "meta_capi")
 CATEGORIES = ("preferences", "analytics", "marketing")
-# Hit fields a vendor may be sent (`fields = [...]`); event id, type, name and time always go.
-VENDOR_FIELDS = ("url", "hostname", "path", "referrer", "referrer_host", "utm_source", "utm_medium",
-                 "utm_campaign", "browser", "browser_version", "os", "device", "country", "ip", "user_agent")
 
 
 class ConfigError(Exception):
@@ -96,6 +97,26 @@ class SiteConfig:
     cookie_details: tuple[CookieConfig, ...] = ()  # [[sites.NAME.cookie]]: purpose, lifetime, party
     texts: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> key -> text
     vendors: tuple[VendorConfig, ...] = ()
+    currency: str = "EUR"  # ISO 4217 code of goals' revenue
+    goals: tuple[Goal, ...] = ()  # [[sites.NAME.goals]]: read-only; the dashboard adds more (analytics/goals.py)
+    funnels: tuple[Funnel, ...] = ()  # [[sites.NAME.funnels]]: read-only, as goals
+    share_frame_ancestors: tuple[str, ...] = ()  # origins whose pages may embed a shared link (none: no framing)
+    report_to: tuple[str, ...] = ()  # e-mail addresses of the site's reports
+    report_schedule: tuple[str, ...] = ("weekly",)  # weekly and/or monthly, when report_to is set
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """`[reports]`: how e-mail reports leave the gateway (SMTP) and when the scheduler sends them."""
+
+    smtp_host: str
+    sender: str  # the From address
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls, tls (implicit, port 465) or none (a relay on localhost)
+    smtp_user: str = ""
+    smtp_password_env: str = ""  # the NAME of the environment variable holding the password, never the password
+    send_hour: int = 7  # local hour (site timezone) on Monday (weekly) and the 1st (monthly)
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,12 @@ class GatewayConfig:
     max_spool_bytes: int = 1024 ** 3  # spool on disk past this: collect and consent answer 503
     cluster: str = ""  # a ClickHouse cluster name: migrations ON CLUSTER, Distributed tables (analytics/cluster.py)
     revocation_sync_interval: float = 0.0  # seconds between reads of other gateways' decisions; 0: off
+    stats_refresh_seconds: float = 30.0  # how often the visit builder looks for days to (re)build (analytics/visits.py)
+    stats_exact_below: int = 100_000  # ranges with fewer hits are computed exactly from the hits (analytics/stats.py)
+    bot_hits_per_minute: int = 300  # a visitor with more hits in a minute is a bot (gateway/collect/behaviour.py); 0: off
+    bot_zero_second_visits: int = 20  # that many one-hit 0 s visits in a day leave a visitor out of the stats; 0: off
     sites: dict[str, SiteConfig] = field(default_factory=dict)
+    reports: ReportsConfig | None = None  # [reports]: SMTP for e-mail reports; None: no reports are sent
 
     @property
     def spool_dir(self) -> Path:
@@ -327,6 +353,65 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
     return vendor
 
 
+# A plain address: local@domain, no spaces, quotes, angle brackets or line breaks (nothing that could
+# add a header or a second recipient to the SMTP envelope).
+_EMAIL = re.compile(r"[^@\s<>\"',;()]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+REPORT_SCHEDULES = ("weekly", "monthly")
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def is_email(value: str) -> bool:
+    return _EMAIL.fullmatch(value) is not None
+
+
+def _check_share_and_reports(site: SiteConfig, path: str, problems: list[str]) -> None:
+    for i, origin in enumerate(site.share_frame_ancestors):
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+                or parts.query or _URL_FORBIDDEN.search(origin) or ";" in origin or "," in origin:
+            problems.append(f"{path}.share_frame_ancestors[{i}]: expected an origin like 'https://agency.example' "
+                            f"(the pages that may embed this site's shared links), got {origin!r}")
+    for i, address in enumerate(site.report_to):
+        if not is_email(address):
+            problems.append(f"{path}.report_to[{i}]: expected an e-mail address like 'marketing@example.com', "
+                            f"got {address!r}")
+    for i, schedule in enumerate(site.report_schedule):
+        if schedule not in REPORT_SCHEDULES:
+            problems.append(f"{path}.report_schedule[{i}]: expected weekly or monthly, got {schedule!r}")
+
+
+def _reports(raw: dict[str, Any], problems: list[str]) -> ReportsConfig | None:
+    r = _Reader(raw, "reports", problems)
+    reports = ReportsConfig(
+        smtp_host=r.get("smtp_host", str, "", required=True),
+        sender=r.get("from", str, "", required=True),
+        smtp_port=r.get("smtp_port", int, 587),
+        smtp_security=r.get("smtp_security", str, "starttls"),
+        smtp_user=r.get("smtp_user", str, ""),
+        smtp_password_env=r.get("smtp_password_env", str, ""),
+        send_hour=r.get("send_hour", int, 7),
+        timeout=float(r.get("timeout", (int, float), 30.0)),
+    )
+    r.finish()
+    if reports.sender and not is_email(reports.sender):
+        problems.append(f"reports.from: expected an e-mail address like 'stats@example.com', got {reports.sender!r}")
+    if not 1 <= reports.smtp_port <= 65535:
+        problems.append(f"reports.smtp_port: expected a port from 1 to 65535, got {reports.smtp_port}")
+    if reports.smtp_security not in SMTP_SECURITY:
+        problems.append(f"reports.smtp_security: expected starttls, tls or none, got {reports.smtp_security!r}")
+    if reports.smtp_user and not reports.smtp_password_env:
+        problems.append("reports.smtp_password_env: missing: name the environment variable that holds the SMTP "
+                        "password (smtp_password_env = \"CONSENTGATE_SMTP_PASSWORD\"); the config never holds it")
+    if reports.smtp_password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", reports.smtp_password_env):
+        problems.append(f"reports.smtp_password_env: expected the name of an environment variable, like "
+                        f"CONSENTGATE_SMTP_PASSWORD, got {reports.smtp_password_env!r}")
+    if not 0 <= reports.send_hour <= 23:
+        problems.append(f"reports.send_hour: expected an hour from 0 to 23, got {reports.send_hour}")
+    if reports.timeout <= 0:
+        problems.append("reports.timeout: must be > 0 seconds")
+    return reports
+
+
 def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
     path = f"sites.{name}"
     if not isinstance(raw, dict):
@@ -378,6 +463,12 @@ def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
         cookie_details=tuple(c for c in cookie_details if c is not None),
         texts=texts,
         vendors=tuple(v for v in vendors if v is not None),
+        currency=r.get("currency", str, "EUR"),
+        goals=config_goals(r.get("goals", list, []), f"{path}.goals", problems),
+        funnels=config_funnels(r.get("funnels", list, []), f"{path}.funnels", problems),
+        share_frame_ancestors=r.str_list("share_frame_ancestors"),
+        report_to=r.str_list("report_to"),
+        report_schedule=r.str_list("report_schedule", ("weekly",)),
     )
     r.finish()
     if policy_version < 1:
@@ -386,6 +477,9 @@ def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
         _check_url(site.policy_url, f"{path}.policy_url", problems)
     if site.reopen_position not in ("bottom-left", "bottom-right", "hidden"):
         problems.append(f"{path}.reopen_position: expected bottom-left, bottom-right or hidden")
+    if not CURRENCY.match(site.currency):
+        problems.append(f"{path}.currency: expected an ISO 4217 code like EUR or USD, got {site.currency!r}")
+    _check_share_and_reports(site, path, problems)
     names = [v.name for v in site.vendors]
     for dup in {n for n in names if names.count(n) > 1}:
         problems.append(f"{path}.vendors: the name {dup!r} is used twice")
@@ -449,6 +543,10 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
         # A server store is shared by several workers or gateways: each must hear the others' withdrawals.
         revocation_sync_interval=float(gw.get("revocation_sync_interval", (int, float),
                                               0.0 if store.startswith("chdb://") else 0.5)),
+        stats_refresh_seconds=float(gw.get("stats_refresh_seconds", (int, float), 30.0)),
+        stats_exact_below=gw.get("stats_exact_below", int, 100_000),
+        bot_hits_per_minute=gw.get("bot_hits_per_minute", int, 300),
+        bot_zero_second_visits=gw.get("bot_zero_second_visits", int, 20),
         sites={},
     )
     gw.finish()
@@ -465,6 +563,15 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
                         "reach every gateway within 2 seconds")
     if config.max_spool_bytes < 1024 * 1024:
         problems.append("gateway.max_spool_bytes: must be at least 1048576 (1 MiB)")
+    if not 0.1 <= config.stats_refresh_seconds <= 3600:
+        problems.append("gateway.stats_refresh_seconds: must be between 0.1 and 3600 (seconds between the visit "
+                        "builder's looks for new hits; default 30)")
+    if config.stats_exact_below < 0:
+        problems.append("gateway.stats_exact_below: must be >= 0 (ranges with fewer hits are computed exactly; "
+                        "default 100000)")
+    if config.bot_hits_per_minute < 0 or config.bot_zero_second_visits < 0:
+        problems.append("gateway.bot_hits_per_minute and gateway.bot_zero_second_visits: must be >= 0 (0 turns the "
+                        "signal off; defaults 300 and 20)")
     for i, token in enumerate(config.stats_tokens):
         _check_token(token, f"gateway.stats_tokens[{i}]", problems)
     if config.metrics_token:
@@ -495,6 +602,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
         site = _site(name, site_raw, problems)
         if site is not None:
             config.sites[name] = site
+    reports = top.get("reports", dict, None)
+    if reports is not None:
+        config = replace(config, reports=_reports(reports, problems))
+    elif any(s.report_to for s in config.sites.values()):
+        problems.append("reports: missing: a site has report_to, so add a [reports] table with smtp_host and from "
+                        "(docs/stats.md, E-mail reports)")
     top.finish()
     if problems:
         raise ConfigError(problems)

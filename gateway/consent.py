@@ -14,32 +14,28 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from analytics.records import ConsentRecord
 from gateway.banner_versions import UNKNOWN_VERSION, decision_proof
 from gateway.bodies import optional_str, read_json_object
 from gateway.clientip import client_ip, is_https, truncate_ip
 from gateway.collect.useragent import edge_user_agent, parse_user_agent
 from gateway.config import CATEGORIES, SiteConfig
-from gateway.errors import GatewayError, bad_request, spool_full, unknown_site
+from gateway.errors import bad_request, spool_full
 from gateway.ratelimit import limit_consent_rate
 from gateway.revocations import revocation_at
 from gateway.services import Services
-from gateway.tokens import ConsentToken, TokenInvalid
+from gateway.sites import check_origin, site_named
+from gateway.tokens import COOKIE, ConsentToken, TokenInvalid
 
-COOKIE = "cg_consent"
 METHODS = ("accept_all", "reject_all", "custom", "gpc")
 
 
 def site_for(request: Request, services: Services) -> SiteConfig:
     """The site named in the path, refusing a foreign Origin (the banner always sends one)."""
-    name = request.path_params["site"]
-    site = services.config.sites.get(name)
-    if site is None:
-        raise unknown_site(name)
-    origin = request.headers.get("origin", "")
+    site = site_named(services.config, request.path_params["site"])
     # The gateway's own pages (the cookie declaration's "change my choice") call it same-origin.
-    own = (f"{request.url.scheme}://{request.url.netloc}", services.config.public_url)
-    if origin and origin not in site.origins and origin not in own:
-        raise GatewayError(403, "bad_origin", f"origin {origin[:100]!r} is not configured for site {site.name!r}")
+    check_origin(site, request.headers.get("origin", ""),
+                 own=(f"{request.url.scheme}://{request.url.netloc}", services.config.public_url))
     return site
 
 
@@ -114,25 +110,28 @@ def _parse_choices(body: dict[str, Any]) -> dict[str, bool]:
 
 def consent_row(services: Services, request: Request, site: SiteConfig, consent_id: str, action: str,
                  method: str, choices: dict[str, bool], language: str, now_ms: int,
-                 proof: dict[str, str] | None = None) -> dict[str, Any]:
+                 proof: dict[str, str] | None = None) -> ConsentRecord:
     ua = parse_user_agent(edge_user_agent(request.headers.get("user-agent", "")))
-    return {
-        "kind": "consent",
-        "record_id": str(uuid.uuid4()),
-        "site": site.name,
-        "timestamp": now_ms / 1000,
-        "consent_id": consent_id,
-        "action": action,
-        "method": method,
-        **{c: int(choices[c]) for c in CATEGORIES},
-        "policy_version": site.policy_version,
-        "language": language,
-        "ip": truncate_ip(client_ip(request, services.config.trusted_proxies)),
-        "browser": ua.browser,
-        "os": ua.os,
-        "gpc": int(request.headers.get("sec-gpc", "") == "1"),
-        **(proof or {"banner_version": UNKNOWN_VERSION, "page": ""}),  # what the visitor saw, and where
-    }
+    proof = proof or {"banner_version": UNKNOWN_VERSION, "page": ""}  # what the visitor saw, and where
+    return ConsentRecord(
+        record_id=str(uuid.uuid4()),
+        site=site.name,
+        timestamp=now_ms / 1000,
+        consent_id=consent_id,
+        action=action,
+        method=method,
+        preferences=int(choices["preferences"]),
+        analytics=int(choices["analytics"]),
+        marketing=int(choices["marketing"]),
+        policy_version=site.policy_version,
+        language=language,
+        ip=truncate_ip(client_ip(request, services.config.trusted_proxies)),
+        browser=ua.browser,
+        os=ua.os,
+        gpc=int(request.headers.get("sec-gpc", "") == "1"),
+        banner_version=proof["banner_version"],
+        page=proof["page"],
+    )
 
 
 def refuse_when_spool_full(services: Services) -> None:

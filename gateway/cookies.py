@@ -25,7 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from banner.bundle import BannerSource, site_texts
 from gateway.config import CATEGORIES, SiteConfig
-from gateway.consent import COOKIE, current_token, site_for
+from gateway.consent import current_token, site_for
+from gateway.tokens import COOKIE
 from gateway.services import Services
 
 LANGUAGES = ("nl", "en")

@@ -1,6 +1,7 @@
 """Errors as exceptions, mapped to JSON responses in one place (`exception_handlers`)."""
 from __future__ import annotations
 
+import json
 import logging
 
 from starlette.exceptions import HTTPException
@@ -43,8 +44,16 @@ def _json(status: int, error: str, detail: str, headers: dict[str, str] | None =
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def error_body(error: str, detail: str) -> bytes:
+    """The JSON body of an error answer, for endpoints that send raw ASGI messages (the collect lane)."""
+    return json.dumps({"error": error, "detail": detail}).encode()
+
+
 async def gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
+    services = getattr(request.app.state, "services", None)
+    if services is not None and exc.status < 500:
+        services.metrics.rejected.labels(exc.error).inc()
     return _json(exc.status, exc.error, exc.detail, exc.headers)
 
 

@@ -19,15 +19,26 @@ class Metrics:
                                 ["error"], registry=r)
         self.store_rows = Counter("consentgate_store_rows_written", "Rows written to ClickHouse",
                                   ["table"], registry=r)
-        self._hit_children: dict[tuple[str, str, str], Any] = {}
+        self.drops = Counter("consentgate_collect_drops", "Hits dropped, by the pipeline step that dropped them",
+                             ["site", "step", "reason"], registry=r)
+        self.screened = Counter("consentgate_collect_props_screened",
+                                "Event property values dropped as personal data (email, ip, id)",
+                                ["site", "reason"], registry=r)
+        self._hit_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
-    def count_hit(self, site: str, result: str, reason: str) -> None:
-        # .labels() costs a lock and a dict build per call; the few (site, result, reason) children are cached.
-        key = (site, result, reason)
-        child = self._hit_children.get(key)
-        if child is None:
-            child = self._hit_children[key] = self.hits.labels(site, result, reason)
-        child.inc()
+    def count_hit(self, site: str, result: str, reason: str, step: str = "") -> None:
+        # .labels() costs a lock and a dict build per call; the few label combinations' children are cached.
+        key = (site, result, reason, step)
+        children = self._hit_children.get(key)
+        if children is None:
+            children = self._hit_children[key] = (
+                self.hits.labels(site, result, reason), self.drops.labels(site, step, reason) if reason else None)
+        children[0].inc()
+        if children[1] is not None:
+            children[1].inc()
+
+    def count_screened(self, site: str, reason: str) -> None:
+        self.screened.labels(site, reason).inc()
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         Gauge(name, help_text, registry=self.registry).set_function(read)

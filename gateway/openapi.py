@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from analytics import stats
-from gateway.stats_api import DEFAULT_DAYS, MAX_DAYS, MAX_HOURLY_DAYS, MAX_LIMIT
+from analytics import funnels, goals, stats
+from gateway.stats_api import DEFAULT_DAYS, MAX_DAYS, MAX_DEFINITION_BYTES, MAX_HOURLY_DAYS, MAX_LIMIT
 
 _FILTER_HELP = {
     "page": "only hits on this path, e.g. /pricing (visits that hold such a hit)",
@@ -28,6 +28,9 @@ _FILTER_HELP = {
 
 def _param(name: str, description: str, schema: dict[str, Any], where: str = "query") -> dict[str, Any]:
     return {"name": name, "in": where, "required": where == "path", "description": description, "schema": schema}
+
+
+SITE_PARAM = _param("site", "site name from the gateway config", {"type": "string"}, "path")
 
 
 def _common() -> list[dict[str, Any]]:
@@ -65,6 +68,33 @@ def _rows(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {"results": {"type": "array", "items": item}, **EXACT}}
 
 
+PROP_FILTERS = (f"Filter on a custom property with prop.NAME=VALUE (up to {stats.MAX_PROP_FILTERS}; NAME up to "
+                f"{stats.MAX_PROP_NAME} characters): hits whose property NAME has VALUE.")
+_STEP = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": goals.MAX_NAME},
+    "page": {"type": "string", "maxLength": goals.MAX_PATTERN, "description": "path pattern, * matches anything"},
+    "event": {"type": "string", "maxLength": goals.MAX_EVENT},
+    "props": {"type": "object", "maxProperties": goals.MAX_PROP_MATCHES, "additionalProperties": {"type": "string"}}}}
+GOAL_BODY = {"type": "object", "required": ["name"], "properties": {
+    **_STEP["properties"], "revenue_property": {"type": "string", "maxLength": stats.MAX_PROP_NAME}}}
+FUNNEL_BODY = {"type": "object", "required": ["name", "steps"], "properties": {
+    "name": {"type": "string", "maxLength": goals.MAX_NAME},
+    "steps": {"type": "array", "minItems": funnels.MIN_STEPS, "maxItems": funnels.MAX_STEPS, "items": _STEP}}}
+
+
+def _change(description: str, status: str = "200", body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A goal or funnel change: the stats token (or dashboard session) of the site, never a shared link."""
+    responses = {status: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}},
+                 **{code: {"$ref": f"#/components/responses/{name}"} for code, name in (
+                     ("400", "BadRequest"), ("401", "Unauthorized"), ("404", "UnknownSite"), ("409", "Conflict"))}}
+    if body is not None:
+        responses["413"] = {"$ref": "#/components/responses/TooLarge"}
+    op: dict[str, Any] = {"summary": description, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
 FORMAT = _param("format", "json (default) or csv; `Accept: text/csv` works too", {"type": "string", "enum": ["json", "csv"]})
 
 
@@ -76,7 +106,8 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "consentgate stats API", "version": "1",
                  "description": "Aggregated statistics of consented hits. Visits end after 30 minutes without a hit. "
-                                "Dates are days in the site's timezone; both ends are included. See docs/stats.md."},
+                                "Dates are days in the site's timezone; both ends are included. " + PROP_FILTERS +
+                                " Breakdowns also take prop:NAME as dimension. See docs/stats.md."},
         "security": [{"statsToken": []}],
         "paths": {
             "/api/stats/sites": {"get": {"summary": "The sites this gateway serves", "parameters": [],
@@ -109,6 +140,43 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Visitors and pageviews in the last 5 minutes and their pages",
                 "parameters": [p for p in _common() if p["name"] not in ("from", "to")],
                 "responses": _ok("now", {"type": "object"})}},
+            "/api/stats/{site}/goals": {
+                "get": {"summary": "The site's goals: from the config (editable false) and made in the dashboard",
+                        "parameters": [SITE_PARAM], "responses": _ok("goals", {"type": "object"})},
+                "post": {**_change(f"Make a goal (JSON, at most {MAX_DEFINITION_BYTES} bytes): a page goal "
+                                   "{name, page} or an event goal {name, event, props?, revenue_property?}",
+                                   "201", GOAL_BODY), "parameters": [SITE_PARAM]}},
+            "/api/stats/{site}/goals/{goal_id}": {"delete": {
+                **_change("Delete a goal made in the dashboard (config goals: 409)"),
+                "parameters": [SITE_PARAM, _param("goal_id", "the goal's id", {"type": "string"}, "path")]}},
+            "/api/stats/{site}/goals/{goal_id}/timeseries": {"get": {
+                "summary": "One goal's conversions (unique visitors), completions and revenue per bucket",
+                "parameters": [*_common(), FORMAT, _param("goal_id", "the goal's id", {"type": "string"}, "path"),
+                               _param("interval", "bucket size", {"type": "string", "enum": list(stats.INTERVALS)})],
+                "responses": _ok("buckets", _rows({"type": "object"}), True)}},
+            "/api/stats/{site}/goals/{goal_id}/breakdown/{dimension}": {"get": {
+                "summary": "One goal's conversions by the visit's source, or the converting hit's page or country",
+                "parameters": [*_common(), FORMAT, _param("goal_id", "the goal's id", {"type": "string"}, "path"),
+                               _param("dimension", "what to break down by",
+                                      {"type": "string", "enum": list(goals.BREAKDOWNS)}, "path"),
+                               _param("limit", f"rows, 1 to {MAX_LIMIT}", {"type": "integer", "default": 10})],
+                "responses": _ok("rows of value, conversions, completions, revenue", _rows({"type": "object"}), True)}},
+            "/api/stats/{site}/conversions": {"get": {
+                "summary": "Every goal: conversions (unique visitors), completions, conversion rate (percent of the "
+                           "range's visitors), revenue in the site's currency",
+                "parameters": _common(), "responses": _ok("goals with their figures", {"type": "object"})}},
+            "/api/stats/{site}/funnels": {
+                "get": {"summary": "The site's funnels: from the config and made in the dashboard",
+                        "parameters": [SITE_PARAM], "responses": _ok("funnels", {"type": "object"})},
+                "post": {**_change(f"Make a funnel of {funnels.MIN_STEPS} to {funnels.MAX_STEPS} steps (page or event "
+                                   "goals) within one visit", "201", FUNNEL_BODY), "parameters": [SITE_PARAM]}},
+            "/api/stats/{site}/funnels/{funnel_id}": {
+                "get": {"summary": "Per step: visitors and visits that reached it within one visit, drop-off, "
+                                   "share of the first step",
+                        "parameters": [*_common(), _param("funnel_id", "the funnel's id", {"type": "string"}, "path")],
+                        "responses": _ok("steps", {"type": "object"})},
+                "delete": {**_change("Delete a funnel made in the dashboard (config funnels: 409)"),
+                           "parameters": [SITE_PARAM, _param("funnel_id", "the funnel's id", {"type": "string"}, "path")]}},
         },
         "components": {
             "securitySchemes": {"statsToken": {"type": "http", "scheme": "bearer",
@@ -118,7 +186,8 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 name: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
                 for name, text in (("BadRequest", "a bad parameter"), ("Unauthorized", "no or a wrong stats token"),
-                                   ("UnknownSite", "no such site"))},
+                                   ("UnknownSite", "no such site"), ("Conflict", "a goal or funnel of that name exists, "
+                                   "too many, or one from the config"), ("TooLarge", "body over the limit"))},
         },
     }
 
@@ -278,6 +347,65 @@ def _public_paths() -> dict[str, Any]:
             "summary": "The dashboard's own scripts and styles",
             "parameters": [_param("name", "file name", {"type": "string"}, "path")],
             "responses": {**_text_ok("the file", "application/javascript"), "404": _error("no such asset")}}},
+        **_share_and_report_paths(),
+    }
+
+
+def _share_and_report_paths() -> dict[str, Any]:
+    """Shared links (gateway/share_api.py) and sending a report now (gateway/reports/api.py)."""
+    html = "text/html"
+    token = [{"statsToken": []}]
+    store_down = {"503": _error("the store is unreachable")}
+    link = {"type": "object", "required": ["link_id", "site", "label", "password", "created"], "properties": {
+        "link_id": {"type": "string"}, "site": {"type": "string"}, "label": {"type": "string"},
+        "password": BOOL, "created": {"type": "string", "format": "date-time"}}}
+    secret = _param("secret", "the link's secret, as in the address the link was made with", {"type": "string"}, "path")
+    auth_errors = {"401": _error("no or a wrong stats token"), "403": _error("a token of another site, or a shared "
+                                                                            "link's session"),
+                   "404": SITE_ERRORS["404"], **LIMITED, **store_down}
+    return {
+        "/api/stats/{site}/shared-links": {
+            "get": {"summary": "The site's live shared links (never their addresses: only hashes are kept)",
+                    "security": token, "parameters": [SITE],
+                    "responses": {**_json_ok("live links", {"type": "object", "properties": {
+                        "site": {"type": "string"}, "links": {"type": "array", "items": link}}}), **auth_errors}},
+            "post": {"summary": "Make a read-only link to the site's dashboard; its address is in the answer, once",
+                     "security": token, "parameters": [SITE],
+                     "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+                         "password": {"type": "string", "minLength": 8, "maxLength": 256},
+                         "label": {"type": "string", "maxLength": 200}}}, required=False),
+                     "responses": {**_json_ok("the new link and its address", {**link, "properties": {
+                         **link["properties"], "url": {"type": "string"}, "note": {"type": "string"}}}, "201"),
+                                   **BODY_ERRORS, **auth_errors}}},
+        "/api/stats/{site}/shared-links/{link_id}": {"delete": {
+            "summary": "Revoke a link: it and every session opened with it stop at their next request",
+            "security": token, "parameters": [SITE, _param("link_id", "the link's id", {"type": "string"}, "path")],
+            "responses": {**_json_ok("revoked", {"type": "object", "properties": {
+                "revoked": BOOL, "link_id": {"type": "string"}}}), **auth_errors,
+                          "404": _error("no such site, or no live link of that id")}}},
+        "/share/{secret}": {
+            "get": {"summary": "A shared link: the site's dashboard, read-only (a password form first when it has one)",
+                    "parameters": [secret],
+                    "responses": {**_text_ok("the dashboard or the password form", html),
+                                  "404": _error("no live link at this address"), **LIMITED, **store_down}},
+            "post": {"summary": "The password of a shared link (form field password)", "parameters": [secret],
+                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                         "type": "object", "properties": {"password": {"type": "string"}}}}}},
+                     "responses": {"303": {"description": "to the link's dashboard"},
+                                   "401": {"description": "wrong password: the form again",
+                                           "content": {html: {"schema": {"type": "string"}}}},
+                                   "404": _error("no live link at this address"), **BODY_ERRORS, **LIMITED,
+                                   **store_down}}},
+        "/api/admin/{site}/reports/send": {"post": {
+            "summary": "Send the site's report of the last closed week or month now (consentgate report send)",
+            "security": token, "parameters": [SITE],
+            "requestBody": _body({"type": "object", "required": ["to"], "additionalProperties": False, "properties": {
+                "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1, "maxItems": 20},
+                "period": {"type": "string", "enum": ["week", "month"]}}}),
+            "responses": {**_json_ok("sent", ANY_OBJECT), **BODY_ERRORS, "401": _error("no or a wrong admin token"),
+                          "404": _error("no such site, or the admin API is off (no admin_tokens)"),
+                          "409": _error("no [reports] table: this gateway sends no e-mail"), **LIMITED,
+                          "503": _error("the SMTP server failed or is unreachable: the detail says what to fix")}}},
     }
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from analytics.erasure import consent_hash, delete_visitor_rows, invalidate_visitor_days
+from analytics.records import ErasureRecord, RestrictionRecord
+from analytics.erasure import consent_hash, delete_visitor_rows, export_visitor_rows, invalidate_visitor_days
 from analytics.schema import TABLES, VISITOR_TABLES
 from gateway.config import SiteConfig
 from gateway.consent import current_token, record_withdrawal, refuse_when_spool_full, set_consent_cookie, site_for
@@ -33,11 +34,13 @@ from gateway.services import Services
 
 log = logging.getLogger("consentgate.privacy")
 
+# The sections of a visitor's export: their hits, their decisions (kept after an erasure, as proof), who
+# received their hits, and their restrictions; each a table and the column naming the visitor.
 EXPORT_TABLES = {
-    "events": "SELECT * EXCEPT (site) FROM {db}.events WHERE site = {site:String} AND visitor_id = {cid:String} ORDER BY timestamp",
-    "consents": "SELECT * EXCEPT (site) FROM {db}.consents WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
-    "recipients": "SELECT * EXCEPT (site) FROM {db}.forwards WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
-    "restrictions": "SELECT * EXCEPT (site) FROM {db}.restrictions WHERE site = {site:String} AND consent_id = {cid:String} ORDER BY timestamp",
+    "events": ("events", VISITOR_TABLES["events"]),
+    "consents": ("consents", "consent_id"),
+    "recipients": ("forwards", VISITOR_TABLES["forwards"]),
+    "restrictions": ("restrictions", VISITOR_TABLES["restrictions"]),
 }
 # Spooled record kinds that name a visitor, and so leave the spool on erasure; `consent` records stay (proof).
 ERASED_KINDS = frozenset({"event", "forward", "restriction"})
@@ -66,10 +69,8 @@ async def export_visitor(services: Services, site: SiteConfig, consent_id: str) 
     await asyncio.to_thread(services.writer.flush_pending)
     out: dict[str, Any] = {"site": site.name, "consent_id": consent_id,
                            "restricted": services.restrictions.is_restricted(consent_id)}
-    for name, sql in EXPORT_TABLES.items():
-        rows = await asyncio.to_thread(services.store.query_dicts, sql, {"site": site.name, "cid": consent_id})
-        out[name] = [_jsonable(r) for r in rows]
-    return out
+    sections = await asyncio.to_thread(export_visitor_rows, services.store, EXPORT_TABLES, site.name, consent_id)
+    return out | {name: [_jsonable(r) for r in rows] for name, rows in sections.items()}
 
 
 def _erase_stored_and_queued(services: Services, site: str, consent_id: str) -> dict[str, int]:
@@ -108,9 +109,9 @@ async def erase_visitor(services: Services, request: Request, site: SiteConfig, 
     await record_withdrawal(services, request, site, consent_id, "erase" if by == BY_VISITOR else "operator_erase")
     services.restrictions.forget(consent_id)  # deliveries in a worker's memory: not sent, not recorded
     counts = await asyncio.to_thread(_erase_stored_and_queued, services, site.name, consent_id)
-    ticket = services.spool.append({"kind": "erasure", "record_id": str(uuid.uuid4()), "site": site.name,
-                                    "timestamp": round(time.time(), 3), "consent_hash": consent_hash(consent_id),
-                                    "erased_by": by, "rows": counts})
+    ticket = services.spool.append(ErasureRecord(record_id=str(uuid.uuid4()), site=site.name,
+                                                 timestamp=round(time.time(), 3), consent_hash=consent_hash(consent_id),
+                                                 erased_by=by, rows=counts))
     await services.commit.wait(ticket)
     log.info("erased a visitor of site %s at the request of the %s: %s", site.name, by, counts)
     return counts
@@ -122,9 +123,9 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
     rebuilt."""
     refuse_when_spool_full(services)
     await asyncio.to_thread(invalidate_visitor_days, services.store, site.name, consent_id)
-    ticket = services.spool.append({"kind": "restriction", "record_id": str(uuid.uuid4()), "site": site.name,
-                                    "timestamp": round(time.time(), 3), "consent_id": consent_id,
-                                    "action": "restrict" if restrict else "lift", "requested_by": by})
+    ticket = services.spool.append(RestrictionRecord(record_id=str(uuid.uuid4()), site=site.name,
+                                                     timestamp=round(time.time(), 3), consent_id=consent_id,
+                                                     action="restrict" if restrict else "lift", requested_by=by))
     if restrict:
         services.restrictions.restrict(consent_id)
     else:

@@ -17,25 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from analytics.consent_log import decision_histories, decisions_since
 from analytics.store import Store
 from gateway.revocations import RevocationList, latest_revocation, revocation_at
 
 log = logging.getLogger("consentgate.revocations")
 OVERLAP_MS = 60_000  # how late (or how far off another gateway's clock) a record may arrive and still count
-
-# The last two decisions of each consent id (all the rule needs: is the latest the id's first?).
-_HISTORY_SQL = (
-    "SELECT consent_id, arraySlice(arraySort(groupArray((toUnixTimestamp64Milli(timestamp), action, "
-    "toString(record_id)))), -2) FROM {db}.consents "
-    "WHERE timestamp > now() - INTERVAL {days:UInt32} DAY AND (%s) GROUP BY consent_id %s"
-)
-
-
-def _histories(store: Store, days: int, where: str = "1", having: str = "", params: dict[str, Any] | None = None
-               ) -> dict[str, list[tuple[int, str, str]]]:
-    rows = store.query(_HISTORY_SQL % (where, having), {"days": days, **(params or {})})
-    return {cid: [(int(ms), action, rid) for ms, action, rid in history] for cid, history in rows}
-
 
 def revocations_from_log(store: Store, pending: Iterable[dict[str, Any]], days: int) -> list[tuple[str, int]]:
     """Every consent id's latest revocation by the rule, from the store and this gateway's spool
@@ -45,9 +32,9 @@ def revocations_from_log(store: Store, pending: Iterable[dict[str, Any]], days: 
         if record.get("kind") == "consent":
             spooled.setdefault(record["consent_id"], []).append(
                 (int(round(record["timestamp"] * 1000)), record["action"], record["record_id"]))
-    histories = _histories(store, days, having="HAVING count() > 1 OR has(groupArray(action), 'withdraw')")
+    histories = decision_histories(store, days, revoking_only=True)
     if spooled:
-        histories.update(_histories(store, days, "consent_id IN {ids:Array(String)}", params={"ids": list(spooled)}))
+        histories.update(decision_histories(store, days, consent_ids=list(spooled)))
     for cid, records in spooled.items():
         histories[cid] = histories.get(cid, []) + records
     return [(cid, at) for cid, history in histories.items()
@@ -138,10 +125,7 @@ class RevocationSync:
         """Applies the decisions that arrived since the last poll; returns how many it had not seen."""
         started_ms = int(time.time() * 1000)
         started = time.monotonic()
-        rows = self.store.query(
-            "SELECT toString(record_id), site, consent_id, toUnixTimestamp64Milli(timestamp), action, method "
-            "FROM {db}.consents WHERE timestamp >= fromUnixTimestamp64Milli({since:Int64})",
-            {"since": self._since_ms})
+        rows = decisions_since(self.store, self._since_ms)
         new = [r for r in rows if r[0] not in self._seen]
         grants: set[str] = set()
         for record_id, site, cid, at_ms, action, method in new:
@@ -152,8 +136,7 @@ class RevocationSync:
             else:
                 grants.add(cid)
         if grants:  # whether a grant supersedes older tokens depends on the id's earlier decisions
-            histories = _histories(self.store, self.days, "consent_id IN {ids:Array(String)}",
-                                   params={"ids": sorted(grants)})
+            histories = decision_histories(self.store, self.days, consent_ids=sorted(grants))
             for cid, history in histories.items():
                 self._revoke(cid, latest_revocation(_ordered(history)))
         for record_id, _, _, at_ms, _, _ in new:

@@ -9,15 +9,19 @@ from analytics.erasure import delete_visitor_rows, restricted_consent_ids
 from analytics.schema import VISITOR_TABLES
 from analytics.spool import SEGMENT_BYTES, GroupCommit, SpoolWriter
 from analytics.store import Store, StoreUnavailable
+from analytics.visits import VisitBuilder
 from analytics.writer import BatchWriter
 from banner.bundle import BannerBundle, build_bundles
 from gateway.banner_versions import BannerVersionLog
 from gateway.collect.geo import CountryLookup
-from gateway.collect.pipeline import CollectPipeline, Hit
+from gateway.collect.behaviour import VisitorRate
+from gateway.collect.hit import Hit
+from gateway.collect.pipeline import CollectPipeline
 from gateway.collect.useragent import parse_user_agent
 from gateway.config import GatewayConfig
 from gateway.forwarding.forwarder import Forwarder
 from gateway.metrics import Metrics
+from gateway.reports.scheduler import ReportScheduler, start_report_scheduler
 from gateway.restrictions import RestrictionList
 from gateway.revocation_sync import RevocationSync, revocations_from_log, revocations_from_log_spool_only
 from gateway.revocations import RevocationList
@@ -43,6 +47,8 @@ class Services:
     commit: GroupCommit = field(default_factory=lambda: GroupCommit(durable=False))  # flushes every spool
     restrictions: RestrictionList = field(default_factory=RestrictionList)  # art. 18: no stats, no forwarding
     revocation_sync: RevocationSync | None = None  # learns other gateways' decisions (shared store)
+    reports: ReportScheduler | None = None  # sends the sites' e-mail reports when due (started by start())
+    visits: VisitBuilder | None = None  # the stats' derived tables; started by the first stats request
 
     def spool_full(self) -> bool:
         """True when the spool holds more than max_spool_bytes: new records are refused (503), never dropped."""
@@ -64,6 +70,7 @@ class Services:
         self.writer.start()
         if self.forwarder is not None:
             self.forwarder.start()  # after the revocations: a withdrawn consent is never sent
+        self.reports = start_report_scheduler(self.config, self.store)
 
     def _revocations_from_log(self, spooled: list[dict[str, Any]]) -> list[tuple[str, int]]:
         """Every consent id's latest revocation by the one rule (gateway/revocations.py), from store and spool."""
@@ -86,6 +93,8 @@ class Services:
         return [cid for cid, (_, action) in latest.items() if action == "restrict"]
 
     def stop(self) -> None:
+        if self.reports is not None:
+            self.reports.stop()
         if self.revocation_sync is not None:
             self.revocation_sync.stop()
         if self.forwarder is not None:
@@ -95,6 +104,9 @@ class Services:
         self.commit.stop()
         self.spool.close()
         self.countries.close()
+        if self.visits is not None:
+            self.visits.stop()
+        self.store.close()  # last, with no thread left inside it: chDB's engine must stop before the interpreter
 
 
 def build_services(config: GatewayConfig) -> Services:
@@ -120,13 +132,18 @@ def build_services(config: GatewayConfig) -> Services:
 
     forwarder = Forwarder(config, revocations, spool, writer.reader, store.existing_ids, metrics.registry, commit,
                           restrictions=restrictions)
-    pipeline = CollectPipeline(config, signer, revocations, countries, sinks=[store_sink, forwarder.sink])
+    rate = VisitorRate(config.bot_hits_per_minute) if config.bot_hits_per_minute else None
+    pipeline = CollectPipeline(signer, revocations, countries, sinks=[store_sink, forwarder.sink],
+                               too_fast=rate.too_fast if rate is not None else None)
     metrics.gauge("consentgate_spool_backlog_bytes", "Spooled bytes not yet in the store", writer.backlog_bytes)
     metrics.gauge("consentgate_spool_disk_bytes", "Bytes of spool segments on disk (limit: max_spool_bytes)",
                   lambda: float(spool.disk_bytes))
     metrics.gauge("consentgate_spool_flushes", "Group-commit flushes (fdatasync rounds) since start",
                   lambda: float(commit.flushes))
     metrics.gauge("consentgate_store_up", "1 when the last store write succeeded", lambda: float(writer.store_up))
+    visits = VisitBuilder(store, config.stats_refresh_seconds, config.bot_zero_second_visits)
+    metrics.gauge("consentgate_stats_bot_visitor_days", "Visitor-days left out of the stats for zero-second visits in "
+                  "bulk (bot_zero_second_visits), by the builds since start", visits.bot_visitor_days)
     sync = None
     if config.revocation_sync_interval > 0:
         def erase_late_rows(site: str, consent_id: str) -> None:
@@ -140,4 +157,4 @@ def build_services(config: GatewayConfig) -> Services:
                       "Seconds since this gateway last read the other gateways' revocations", sync.lag_seconds)
     return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline,
                     banners=build_bundles(config), forwarder=forwarder, commit=commit, restrictions=restrictions,
-                    revocation_sync=sync)
+                    revocation_sync=sync, visits=visits)

@@ -14,6 +14,11 @@
   ids until they would have expired), not only in the browser. Signed rather than stored, so every
   worker of a multi-worker gateway accepts a session another made; a logout is known to the worker
   that answered it (and is gone from the browser everywhere).
+- A shared link (gateway/shared_links.py) opens a session of its own (cookie `cg_share`, signed, naming
+  the link): read-only (`StatsAccess.can_write` is False) and scoped to the link's one site. It is
+  looked up in the store on every request, so a revoked link's sessions end at their next request,
+  and it reads only the stats API (`SHARED_LINK_ENDPOINTS`): not the consent export, not the admin
+  API, and it cannot make, list or revoke links.
 """
 from __future__ import annotations
 
@@ -32,20 +37,32 @@ from gateway.errors import GatewayError, unknown_site
 from gateway.ratelimit import NetworkLimiter, client_network, too_many_requests
 
 SESSION_COOKIE = "cg_stats"
+SHARE_COOKIE = "cg_share"
+# The modules whose GET routes a shared link's session may call: the statistics the dashboard reads.
+SHARED_LINK_ENDPOINTS = frozenset({"gateway.stats_api"})
 SESSION_MAX_AGE = 12 * 3600
 MAX_FAILURES = 10  # failed token checks per client network per minute
 MAX_ENDED_SESSIONS = 10_000
 _SALT = "consentgate-stats-session.v2"
+_SHARE_SALT = "consentgate-share-session.v1"
 
 
 @dataclass(frozen=True)
 class StatsAccess:
-    """What one token may read: `sites` None means every site."""
+    """What one token or session may read: `sites` None means every site. `read_only`: a shared link's
+    session, which may read but never change anything (goals, shared links)."""
 
     sites: frozenset[str] | None
+    read_only: bool = False
+    shared_link: str = ""  # the link_id of a shared link's session
 
     def can_read(self, site: str) -> bool:
         return self.sites is None or site in self.sites
+
+    def can_write(self, site: str) -> bool:
+        """Whether this access may change a site's settings (goals, shared links): a stats token or a
+        dashboard login that reads the site, never a shared link."""
+        return not self.read_only and self.can_read(site)
 
 
 EVERY_SITE = StatsAccess(None)
@@ -71,6 +88,7 @@ class TokenAuth:
         self._key = config.secret_keys[-1].encode("utf-8")
         self._session_keys = {self._mac(t): access for t, access in self._tokens.items()}
         self._serializer = URLSafeTimedSerializer(list(config.secret_keys), salt=_SALT)
+        self._share_serializer = URLSafeTimedSerializer(list(config.secret_keys), salt=_SHARE_SALT)
         self._ended: OrderedDict[str, float] = OrderedDict()  # session id -> when it would have expired
 
     @property
@@ -122,7 +140,38 @@ class TokenAuth:
 
     def session_access(self, request: Request) -> StatsAccess | None:
         data = self._session(request)
-        return None if data is None else self._session_keys.get(data["k"])
+        access = None if data is None else self._session_keys.get(data["k"])
+        return access if access is not None else self.shared_link_access(request)
+
+    # ---- shared links' sessions -------------------------------------------------------------------
+
+    def new_share_session(self, link_id: str) -> str:
+        return self._share_serializer.dumps({"sid": secrets.token_urlsafe(18), "l": link_id})
+
+    def share_session_link(self, request: Request) -> str | None:
+        """The link_id of the request's shared-link session (signature and age checked), or None."""
+        raw = request.cookies.get(SHARE_COOKIE, "")
+        if not raw or len(raw) > 512:
+            return None
+        try:
+            data = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("l"), str) or len(data["l"]) > 64:
+            return None
+        return data["l"]
+
+    def shared_link_access(self, request: Request) -> StatsAccess | None:
+        """Read-only access to one site while the session's link is live (looked up now: revoking ends it)."""
+        from gateway.shared_links import SharedLinks
+
+        link_id = self.share_session_link(request)
+        if link_id is None:
+            return None
+        link = SharedLinks(request.app.state.services.store).live(link_id)
+        if link is None:
+            return None
+        return StatsAccess(frozenset({link.site}), read_only=True, shared_link=link.link_id)
 
     def end_session(self, request: Request) -> None:
         data = self._session(request)
@@ -178,6 +227,11 @@ def require_stats_access(config: GatewayConfig, request: Request, site: str | No
     blocked, and, when `site` is given, 403 unless the token may read that site. Returns what it may read."""
     auth: TokenAuth = request.app.state.token_auth
     access = auth.require_stats(request)
+    if access.shared_link:
+        endpoint = request.scope.get("endpoint")
+        if getattr(endpoint, "__module__", "") not in SHARED_LINK_ENDPOINTS or request.method not in ("GET", "HEAD"):
+            raise GatewayError(403, "forbidden", "a shared link reads its site's statistics only: log in at "
+                               "/dashboard with a stats token for anything else")
     if site is not None:
         if not access.can_read(site):
             raise GatewayError(403, "forbidden", f"this stats token does not read site {site[:64]!r}: use a token "

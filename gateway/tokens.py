@@ -16,6 +16,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from gateway.config import CATEGORIES
 
 SALT = "consentgate.consent.v1"
+COOKIE = "cg_consent"  # the consent token's cookie (the banner sends the token in bodies too)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def test_user_agent_is_cut_to_512_before_spool_and_vendor(make_gateway):
 def test_caches_keyed_by_client_input_are_bounded_in_bytes():
     """In-process: 3000 distinct 20 KB User-Agents, 1000 distinct 4 KB junk tokens and 3000 2 KB URLs
     must not be kept whole (each cache holds only cut or short keys)."""
-    from gateway.collect.pipeline import parse_page_url
+    from gateway.collect.hit import parse_page_url
     from gateway.collect.useragent import parse_user_agent
     from gateway.tokens import TokenSigner
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.clientip import truncate_ip
-from gateway.collect.pipeline import parse_page_url
+from gateway.collect.hit import parse_page_url
 from gateway.tokens import TokenSigner
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

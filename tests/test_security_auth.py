@@ -310,3 +310,41 @@ def test_the_default_consent_rate_leaves_room_for_an_office(tmp_path):
     config = parse_config({"gateway": {"secret_key": SECRET}, "sites": {"s": {"origins": [SITE_ORIGIN]}}},
                           Path(tmp_path), env={})
     assert config.consent_rate_per_minute == 600  # 10 decisions a second from one /24 or /48
+
+
+# ---- issue 12: shared links' sessions -----------------------------------------------------------------
+
+
+def test_stats_access_says_whether_it_may_write():
+    from gateway.stats_auth import StatsAccess
+
+    shared = StatsAccess(frozenset({"shop"}), read_only=True, shared_link="0123abcd")
+    assert shared.can_read("shop") and not shared.can_write("shop") and not shared.can_read("other")
+    site_token = StatsAccess(frozenset({"shop"}))
+    assert site_token.can_write("shop") and not site_token.can_write("other")
+    assert StatsAccess(None).can_write("any-site")
+
+
+def test_a_shared_link_cookie_cannot_be_forged_or_swapped_for_a_login(scoped_gateway):
+    with scoped_gateway.client(headers=from_net(NET_B)) as c:
+        made = c.post("/api/stats/shop/shared-links", json={}, headers=bearer(GLOBAL_TOKEN))
+        assert made.status_code == 201, made.text
+        path = "/" + made.json()["url"].split("/", 3)[3]
+        https = c.get(path, headers={"X-Forwarded-Proto": "https"})
+        assert https.status_code == 200, https.text
+        attributes = https.headers["set-cookie"].lower()
+        assert all(a in attributes for a in ("httponly", "secure", "samesite=none", "partitioned"))
+        plain = c.get(path)  # the client has a session now: no new cookie; a fresh client gets a Lax one
+    with scoped_gateway.client(headers=from_net(NET_B)) as fresh:
+        lax = fresh.get(path).headers["set-cookie"].lower()
+        assert "samesite=lax" in lax and "secure" not in lax and plain.status_code == 200
+        value = fresh.cookies["cg_share"]
+        link_id = URLSafeTimedSerializer("any key").loads_unsafe(value)[1]["l"]
+        assert fresh.get("/api/stats/shop/summary").status_code == 200
+    forged = URLSafeTimedSerializer(["another-secret-key-0123456789abcdef"], salt="consentgate-share-session.v1")
+    with scoped_gateway.client(headers=from_net(NET_B)) as c:
+        login = c.post("/dashboard/login", data={"token": SHOP_TOKEN})
+        stats_session = session_cookie(login)
+    for cookie in (forged.dumps({"sid": "x", "l": link_id}), stats_session, value[:-2] + "xx"):
+        with scoped_gateway.client(headers=from_net(NET_B), cookies={"cg_share": cookie}) as c:
+            assert c.get("/api/stats/shop/summary").status_code == 401

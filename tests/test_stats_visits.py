@@ -1,7 +1,7 @@
 """The stats of large ranges, answered from the tables analytics/visits.py derives from `events`,
 against the same plain-Python reference as test_stats_api.
 
-This gateway treats every range as large (CONSENTGATE_STATS_EXACT_BELOW=0), so closed days come from
+This gateway treats every range as large (`stats_exact_below = 0`), so closed days come from
 the visits and hit_hours tables its builder made and the hours since are computed live. The summary,
 timeseries and breakdown tests of test_stats_api are imported below: pytest runs them again here,
 against this module's `gw` (the imported `api` fixture uses it), and they must give the same exact
@@ -53,9 +53,9 @@ def recent_hits(erased: str) -> list[Hit]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("stats-visits")
-    config = write_config(folder, sites={**SITES, "recent": {"origins": [SITE_ORIGIN]}})
-    process = GatewayProcess(config, folder, env={"CONSENTGATE_STATS_EXACT_BELOW": "0",
-                                                       "CONSENTGATE_STATS_REFRESH_SECONDS": "0.5"}).start()
+    config = write_config(folder, gateway={"stats_exact_below": 0, "stats_refresh_seconds": 0.5},
+                          sites={**SITES, "recent": {"origins": [SITE_ORIGIN]}})
+    process = GatewayProcess(config, folder).start()
     with process.client() as c:  # a consent id whose past hits the erasure test erases
         process.erased = grant(c, site="recent", analytics=True)
     process.stop()

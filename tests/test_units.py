@@ -119,7 +119,7 @@ def test_event_ids_are_distinct_version_4_uuids():
     ("http://user:secret@shop.example:8080?q=1", "http://shop.example:8080/", "shop.example", ("", "", "")),
 ])
 def test_page_urls_lose_query_fragment_and_credentials(url, clean, host, utm):
-    from gateway.collect.pipeline import parse_page_url
+    from gateway.collect.hit import parse_page_url
     page = parse_page_url(url)
     assert (page.clean, page.host, page.utm) == (clean, host, utm)
     assert "secret" not in page.clean and "email" not in page.clean
@@ -127,7 +127,7 @@ def test_page_urls_lose_query_fragment_and_credentials(url, clean, host, utm):
 
 @pytest.mark.parametrize("bad", ["ftp://x.example/", "javascript:alert(1)", "https://[::1", "https://x.example:99999/", "/relative"])
 def test_non_http_urls_are_refused(bad):
-    from gateway.collect.pipeline import parse_page_url
+    from gateway.collect.hit import parse_page_url
     assert parse_page_url(bad) is None
 
 

@@ -50,8 +50,8 @@ def _login_page(error: str = "", status: int = 200, headers: dict[str, str] | No
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
-def _refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
-    """403 unless the form was posted from the gateway's own origin (its Host, or public_url). Browsers send
+def refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
+    """403 unless the form (or a dashboard script's change) was posted from the gateway's own origin (its Host, or public_url). Browsers send
     Origin with every POST; without one (a script, an old browser) the Referer, if any, must match."""
     origin = request.headers.get("origin")
     if origin is None:
@@ -65,7 +65,7 @@ def _refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
         public = urlsplit(config.public_url)
         own.add(f"{public.scheme}://{public.netloc}")
     if origin not in own:
-        raise GatewayError(403, "bad_origin", f"log in and out on the dashboard's own page ({sorted(own)[0]}"
+        raise GatewayError(403, "bad_origin", f"log in, log out and edit on the dashboard's own page ({sorted(own)[0]}"
                            f"/dashboard): this request came from {origin[:100]!r}")
 
 
@@ -89,7 +89,7 @@ async def dashboard(request: Request) -> Response:
 async def login(request: Request) -> Response:
     services: Services = request.app.state.services
     auth: TokenAuth = request.app.state.token_auth
-    _refuse_foreign_origin(request, services.config)
+    refuse_foreign_origin(request, services.config)
     body = await read_body(request.receive, request.headers.get("content-length", ""), 4096)
     fields = parse_qs(body.decode("utf-8", errors="replace"))
     token = (fields.get("token") or [""])[0].strip()
@@ -108,7 +108,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     services: Services = request.app.state.services
     auth: TokenAuth = request.app.state.token_auth
-    _refuse_foreign_origin(request, services.config)
+    refuse_foreign_origin(request, services.config)
     auth.end_session(request)
     response = RedirectResponse("/dashboard", status_code=303)
     _set_session_cookie(response, request, services.config, None)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from analytics.spool import GroupCommit, SpoolReader, SpoolWriter
 from analytics.store import StoreUnavailable
-from gateway.collect.pipeline import Hit
+from gateway.collect.hit import Hit
 from gateway.config import GatewayConfig
 from gateway.forwarding.breaker import CircuitBreaker
 from gateway.forwarding.metrics import ForwardMetrics
@@ -74,7 +74,7 @@ class Forwarder:
 
     def sink(self, hit: Hit) -> None:
         """Queues the hit for every vendor of the site whose category the visitor granted."""
-        assert hit.site is not None and hit.token is not None
+        assert hit.token is not None
         if self.restrictions.is_restricted(hit.token.consent_id):
             return
         for vendor in hit.site.vendors:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from analytics.spool import SEGMENT_BYTES, GroupCommit, Position, SpoolReader, SpoolWriter, remove_finished_segments
-from gateway.collect.pipeline import Hit, random_uuid
+from analytics.records import ForwardRecord, as_dict
+from gateway.collect.hit import Hit
+from gateway.collect.pipeline import random_uuid
 
 # The event record fields a delivery does not carry: the outbox keeps its own ids.
 _NOT_FORWARDED = ("kind", "site", "visitor_id")
@@ -37,8 +39,8 @@ class Delivery:
 
     @classmethod
     def from_hit(cls, hit: Hit, vendor: str) -> "Delivery":
-        assert hit.site is not None and hit.token is not None
-        event = {k: v for k, v in hit.record.items() if k not in _NOT_FORWARDED}
+        assert hit.token is not None and hit.record is not None
+        event = {k: v for k, v in as_dict(hit.record).items() if k not in _NOT_FORWARDED}
         return cls(random_uuid(), hit.site.name, vendor, hit.token.consent_id, hit.token.issued_ms,
                    dict(hit.token.choices), event, hit.user_agent)
 
@@ -49,11 +51,11 @@ class Delivery:
     def to_record(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def outcome(self, status: str, attempts: int, now: float) -> dict[str, Any]:
+    def outcome(self, status: str, attempts: int, now: float) -> ForwardRecord:
         """The `forwards` row: who received which hit, and how it went. No hit content."""
-        return {"kind": "forward", "record_id": self.delivery_id, "site": self.site, "timestamp": round(now, 3),
-                "consent_id": self.consent_id, "event_id": self.event["event_id"], "vendor": self.vendor,
-                "status": status, "attempts": attempts}
+        return ForwardRecord(record_id=self.delivery_id, site=self.site, timestamp=round(now, 3),
+                             consent_id=self.consent_id, event_id=self.event["event_id"], vendor=self.vendor,
+                             status=status, attempts=attempts)
 
 
 def outbox_folder(data_dir: Path, site: str, vendor: str) -> Path:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.config import VENDOR_FIELDS, VendorConfig
+from analytics.records import VENDOR_FIELDS
+from gateway.config import VendorConfig
 from gateway.forwarding.outbox import Delivery
 
 USER_AGENT = "consentgate-forwarder/0.1"

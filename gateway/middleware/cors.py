@@ -3,13 +3,24 @@ from __future__ import annotations
 
 import json
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import GatewayConfig
+from gateway.sites import site_origin_allowed
 
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Content-Type, X-Consent-Token"
+
+
+def cors_response_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    """What an allowed cross-origin answer carries (the collect fast lane adds them itself)."""
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", b"X-Consentgate-Result"),
+        (b"vary", b"Origin"),
+    ]
 
 
 class SiteCORSMiddleware:
@@ -17,21 +28,13 @@ class SiteCORSMiddleware:
         self.app = app
         self.config = config
 
-    def _allowed(self, path: str, origin: str) -> bool | None:
-        """None when the path is not a site path or names no site; else whether the origin may call."""
-        parts = path.split("/")
-        if len(parts) < 4 or parts[1] != "s":
-            return None
-        site = self.config.sites.get(parts[2])
-        return None if site is None else origin in site.origins
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin", "")
-        allowed = self._allowed(scope["path"], origin) if origin else None
+        allowed = site_origin_allowed(self.config, scope["path"], origin) if origin else None
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers and allowed is not None:
             await self._preflight(send, origin, allowed)
             return
@@ -39,17 +42,12 @@ class SiteCORSMiddleware:
             await self.app(scope, receive, send)
             return
 
-        cors_headers = [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-            (b"access-control-expose-headers", b"X-Consentgate-Result"),
-        ]
+        cors_headers = cors_response_headers(origin)
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Raw header tuples: MutableHeaders costs ~4 us a header on every hit.
                 message["headers"] = [*message.get("headers", ()), *cors_headers]
-                MutableHeaders(scope=message).add_vary_header("Origin")
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

@@ -174,3 +174,45 @@ def test_screenshots_exist() -> None:
     for name in ("desktop", "filtered", "mobile"):
         path = ROOT / "docs" / "screenshots" / f"dashboard-{name}.png"
         assert path.stat().st_size > 10_000, path
+
+
+def test_goals_are_edited_and_the_funnel_drawn_in_the_dashboard(browser: Browser, demo) -> None:
+    """A goal made with the dashboard's form shows the API's figures and goes again with its delete button; a
+    funnel (made through the API) is drawn with its steps."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    made = httpx.post(f"{demo.gateway}/api/stats/demo/funnels", headers=auth, json={
+        "name": "Pricing to signup", "steps": [{"page": "/"}, {"page": "/pricing"}, {"event": "signup"}]})
+    assert made.status_code == 201, made.text
+    page, requested = log_in(browser, demo, viewport={"width": 1360, "height": 900})
+    page.fill("#goal-name", "Saw pricing")
+    page.select_option("#goal-kind", "page")
+    page.fill("#goal-value", "/pricing*")
+    page.click("#goal-form button[type=submit]")
+    row = page.locator(".goal-row", has=page.locator(".row-value", has_text="Saw pricing"))
+    row.wait_for()
+    expected = next(g for g in api(demo, "conversions")["results"] if g["name"] == "Saw pricing")
+    assert expected["conversions"] > 0
+    assert int(row.locator(".row-num").first.inner_text().replace(",", "")) == expected["conversions"]
+    page.fill("#goal-name", "Purchases")
+    page.select_option("#goal-kind", "event")
+    page.fill("#goal-value", "purchase")
+    page.click("#goal-form button[type=submit]")
+    page.locator(".goal-row", has=page.locator(".row-value", has_text="Purchases")).wait_for()
+    page.wait_for_function("() => document.querySelectorAll('#funnel-steps .step-row').length === 3")
+    steps = api(demo, f"funnels/{made.json()['id']}")["results"]
+    shown = [float(t.rstrip("%")) for t in page.locator("#funnel-steps .step-row .row-num:not(.muted)").all_inner_texts()]
+    assert shown == [s["conversion_rate"] for s in steps] and 0 < shown[1] < 100
+    assert painted_pixels(page, "funnel-chart") > 500
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dashboard-goals-funnel.png"), full_page=True)
+    # a bad goal: the gateway's message is shown
+    page.fill("#goal-name", "Broken")
+    page.select_option("#goal-kind", "page")
+    page.fill("#goal-value", "pricing")
+    page.click("#goal-form button[type=submit]")
+    page.locator("#goal-error", has_text="starts with '/'").wait_for()
+    for name in ("Saw pricing", "Purchases"):
+        page.locator(".goal-row", has=page.locator(".row-value", has_text=name)).locator(".del").click()
+        page.locator(".goal-row", has=page.locator(".row-value", has_text=name)).wait_for(state="detached")
+    assert [g["name"] for g in api(demo, "goals")["goals"]] == []
+    assert all(u.startswith(demo.gateway) for u in requested)

@@ -86,6 +86,15 @@
     if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
     return body;
   }
+  // Goal edits: JSON with the session cookie; the browser adds Origin, which the gateway checks.
+  async function send(method, path, body) {
+    const r = await fetch(`/api/stats/${path}`, { method, credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
+    if (r.status === 401) { location.href = "/dashboard"; throw new Error("logged out"); }
+    const answer = await r.json();
+    if (!r.ok) throw new Error(answer.detail || answer.error || r.statusText);
+    return answer;
+  }
   const site = () => encodeURIComponent(state.site);
   function params(extra = {}, withFilters = true) {
     const [from, to] = rangeDates();
@@ -208,6 +217,75 @@
     list.prepend(legend);
   }
 
+  // ---- goals and funnels --------------------------------------------------------------------
+  async function loadGoals() {
+    const seq = loadSeq;
+    const data = await api(`${site()}/conversions`, params());
+    if (seq !== loadSeq) return;
+    const list = $("goals"); list.replaceChildren();
+    $("goal-currency").textContent = data.results.some((g) => g.revenue !== null) ? `revenue in ${data.currency}` : "";
+    if (!data.results.length) { list.append(el("li", "empty", "No goals yet: add one below or in the config")); return; }
+    const legend = el("li", "goal-row legend muted small");
+    legend.append(el("span", "", ""), el("span", "row-num", "visitors"), el("span", "row-num", "rate"), el("span", "row-num", "revenue"), el("span"));
+    list.append(legend);
+    const money = new Intl.NumberFormat(undefined, { style: "currency", currency: data.currency });
+    for (const g of data.results) {
+      const li = el("li", "goal-row");
+      li.title = g.kind === "page" ? `Page ${g.page}` : `Event ${g.event}`;
+      li.append(el("span", "row-value", g.name), el("span", "row-num", fmt.format(g.conversions)),
+        el("span", "row-num muted", `${g.conversion_rate}%`), el("span", "row-num", g.revenue === null ? "–" : money.format(g.revenue)));
+      if (g.editable) {
+        const del = el("button", "del", "✕"); del.type = "button"; del.title = `Delete the goal ${g.name}`;
+        del.addEventListener("click", async () => {
+          try { await send("DELETE", `${site()}/goals/${encodeURIComponent(g.id)}`); await loadGoals(); }
+          catch (e) { goalError(e); }
+        });
+        li.append(del);
+      } else li.append(el("span", "muted small", ""));
+      list.append(li);
+    }
+  }
+  function goalError(err) { const box = $("goal-error"); box.hidden = !err; box.textContent = err ? err.message : ""; }
+  async function addGoal(e) {
+    e.preventDefault();
+    const kind = $("goal-kind").value, value = $("goal-value").value.trim();
+    const body = { name: $("goal-name").value.trim(), [kind]: value };
+    try { await send("POST", `${site()}/goals`, body); $("goal-form").reset(); goalError(null); await loadGoals(); }
+    catch (err) { goalError(err); }
+  }
+
+  async function loadFunnels() {
+    const seq = loadSeq;
+    const { funnels } = await api(`${site()}/funnels`);
+    if (seq !== loadSeq) return;
+    const picker = $("funnel");
+    const wanted = picker.value;
+    picker.replaceChildren();
+    for (const f of funnels) { const o = el("option", "", f.name); o.value = f.id; picker.append(o); }
+    picker.hidden = !funnels.length;
+    const steps = $("funnel-steps"); steps.replaceChildren();
+    if (!funnels.length) { steps.append(el("li", "empty", "No funnels: define one in the config or through the API")); chart("funnel-chart", { type: "bar", data: { labels: [], datasets: [] } }); return; }
+    picker.value = funnels.some((f) => f.id === wanted) ? wanted : funnels[0].id;
+    await loadFunnel();
+  }
+  async function loadFunnel() {
+    const seq = loadSeq;
+    const data = await api(`${site()}/funnels/${encodeURIComponent($("funnel").value)}`, params());
+    if (seq !== loadSeq) return;
+    const rows = data.results;
+    chart("funnel-chart", { type: "bar",
+      data: { labels: rows.map((s, i) => `${i + 1}. ${s.name}`), datasets: [{ label: "Visitors", data: rows.map((s) => s.visitors), backgroundColor: COLORS.visitors }] },
+      options: { responsive: true, maintainAspectRatio: false, animation: false, indexAxis: "y",
+        scales: { x: { beginAtZero: true, ticks: { precision: 0 } } }, plugins: { legend: { display: false } } } });
+    const steps = $("funnel-steps"); steps.replaceChildren();
+    rows.forEach((s, i) => {
+      const li = el("li", "step-row small");
+      li.append(el("span", "row-value", `${i + 1}. ${s.name}`), el("span", "row-num", `${s.conversion_rate}%`),
+        el("span", "row-num muted", i ? `−${fmt.format(s.dropoff)} dropped` : `${fmt.format(s.visitors)} entered`));
+      steps.append(li);
+    });
+  }
+
   function renderFilters() {
     const box = $("filters"); box.replaceChildren();
     for (const [k, v] of Object.entries(state.filters)) {
@@ -246,6 +324,7 @@
         state.compare ? api(`${site()}/timeseries`, { ...state.filters, from: prevFrom, to: prevTo, interval: state.interval }) : null,
         api(`${site()}/consent`, params({}, false)),
         ...Object.keys(PANELS).map((name) => loadPanel(document.querySelector(`[data-panel="${name}"]`), name)),
+        loadGoals(), loadFunnels(),
         loadRealtime(),
       ]);
       if (seq !== loadSeq) return;
@@ -285,6 +364,9 @@
     });
     $("compare").addEventListener("change", (e) => { state.compare = e.target.checked; reload(); });
     $("interval").addEventListener("change", (e) => { state.interval = e.target.value; reload(); });
+    $("goal-form").addEventListener("submit", addGoal);
+    $("goal-kind").addEventListener("change", (e) => { $("goal-value").placeholder = e.target.value === "page" ? "/pricing*" : "signup"; });
+    $("funnel").addEventListener("change", () => { loadFunnel().catch(showError); });
     setInterval(loadRealtime, 15000);
     if (state.site) await reload(); else showError(new Error("this gateway has no sites configured"));
   }

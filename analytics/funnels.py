@@ -1,0 +1,152 @@
+"""Funnels: 2 to 8 ordered steps (page or event goals, analytics/goals.py) within one visit.
+
+A visit reaches step k when it holds hits h1, ..., hk at strictly increasing times, hi completing step i
+(other hits may come between them; one hit completes one step). ClickHouse answers it: the range's hits
+are cut into visits per visitor (as analytics/stats.py does), and each visit that passes the filters is
+one windowFunnel in `strict_increase` mode over its hits. Per step: the visitors with a visit that reached it, the visits that
+did, and the drop-off from the step before. Funnels come from the config (`[[sites.NAME.funnels]]`) and
+from the API, stored like goals.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analytics import stats
+from analytics.goals import MAX_NAME, Goal, GoalError, Params, match_sql, parse_goal, stored_definitions
+from analytics.store import Store
+
+MIN_STEPS, MAX_STEPS = 2, 8
+MAX_STORED_FUNNELS = 20  # per site, made through the API
+# windowFunnel's window, in ms: longer than any range, so the visit alone bounds a funnel.
+WINDOW_MS = 10 ** 12
+
+
+@dataclass(frozen=True)
+class Funnel:
+    name: str
+    steps: tuple[Goal, ...]
+    id: str = ""
+    editable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "editable": self.editable, "steps": [self._step(s) for s in self.steps]}
+
+    @staticmethod
+    def _step(goal: Goal) -> dict[str, Any]:
+        out = {k: v for k, v in goal.to_json().items() if k not in ("id", "editable", "revenue_property")}
+        if goal.page:
+            return out
+        return out if out.get("props") else {k: v for k, v in out.items() if k != "props"}
+
+    def definition(self) -> dict[str, Any]:
+        return {"name": self.name, "steps": [{k: v for k, v in self._step(s).items() if k != "kind"} for s in self.steps]}
+
+
+def parse_funnel(raw: Any, path: str = "funnel") -> Funnel:
+    """A funnel from its JSON / TOML form: {name, steps: [{page} or {event, props?} (each with an optional
+    name), ...]}. Raises GoalError naming every problem."""
+    if not isinstance(raw, dict):
+        raise GoalError([f"{path}: expected an object like {{\"name\": \"Signup\", \"steps\": [{{\"page\": \"/\"}}, "
+                         f"{{\"event\": \"signup\"}}]}}"])
+    problems: list[str] = []
+    unknown = sorted(set(raw) - {"name", "steps"})
+    if unknown:
+        problems.append(f"{path}.{unknown[0]}: unknown key: use name and steps")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        problems.append(f"{path}.name: expected a name of 1 to {MAX_NAME} characters, without control characters")
+        name = ""
+    raw_steps = raw.get("steps")
+    steps: list[Goal] = []
+    if not isinstance(raw_steps, list) or not MIN_STEPS <= len(raw_steps) <= MAX_STEPS:
+        problems.append(f"{path}.steps: expected a list of {MIN_STEPS} to {MAX_STEPS} steps, each {{\"page\": \"/pattern*\"}} "
+                        f"or {{\"event\": \"name\"}}")
+    else:
+        for i, step in enumerate(raw_steps):
+            if isinstance(step, dict) and "revenue_property" in step:
+                problems.append(f"{path}.steps[{i}].revenue_property: a funnel step has no revenue: make it a goal")
+                continue
+            try:
+                steps.append(parse_goal(step, f"{path}.steps[{i}]", name_required=False))
+            except GoalError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise GoalError(problems)
+    return Funnel(name=name.strip(), steps=tuple(steps))
+
+
+def config_funnels(raws: list[Any], path: str, problems: list[str]) -> tuple[Funnel, ...]:
+    """`[[sites.NAME.funnels]]` of a config: read-only funnels, ids "config:NAME"; problems collected."""
+    funnels: list[Funnel] = []
+    for i, raw in enumerate(raws):
+        try:
+            funnel = parse_funnel(raw, f"{path}[{i}]")
+        except GoalError as exc:
+            problems.extend(exc.problems)
+            continue
+        funnels.append(Funnel(funnel.name, funnel.steps, id=f"config:{funnel.name}"))
+    names = [f.name for f in funnels]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{path}: the name {dup!r} is used twice")
+    return tuple(funnels)
+
+
+def site_funnels(store: Store, site: str, configured: tuple[Funnel, ...]) -> list[Funnel]:
+    """The config funnels, then the stored ones."""
+    stored = []
+    for id, definition in stored_definitions(store, site, "funnel"):
+        funnel = parse_funnel(definition)
+        stored.append(Funnel(funnel.name, funnel.steps, id=id, editable=True))
+    return [*configured, *stored]
+
+
+def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
+    """Per step: visitors and visits that reached it, drop-off from the step before, and the share of the
+    first step's visitors still there (percent)."""
+    params = Params()
+    conds = [match_sql(step, params) for step in funnel.steps]
+    n = len(conds)
+    # Each hit packed into one UInt64, as stats._visits_by_visitor does: time in ms, then which steps it
+    # completes, whether it passes the hit filters and (its visit judged by its first hit) the visit filters.
+    # One numeric sort per visitor orders them; the visits are cut in the array; only step hits of
+    # passing visits are unrolled for windowFunnel, per visit.
+    shift = 1 << (n + 2)
+    steps = " + ".join(f"toUInt64({c}) * {1 << (i + 2)}" for i, c in enumerate(conds))
+    packed = (f"toUInt64(toUnixTimestamp64Milli(timestamp)) * {shift} + {steps} "
+              f"+ toUInt64({stats._visit_match(q)}) * 2 + toUInt64({stats._hit_match(q)})")
+    passes = "1"
+    visits = ""
+    if q.filters:  # a visit passes when its first hit passes the visit filters and one hit the hit filters
+        visits = f""",
+                   arrayFilter(i -> starts[i] = 1, arrayEnumerate(ts)) AS S,
+                   arrayPushBack(arrayMap(i -> toUInt32(i - 1), arrayPopFront(S)), toUInt32(length(ts))) AS E,
+                   arrayCumSum(arrayMap(x -> toUInt32(bitAnd(x, 1)), P)) AS chm,
+                   arrayMap((a, b) -> bitTest(P[a], 1) AND chm[b] - chm[a] + toUInt32(bitAnd(P[a], 1)) > 0, S, E) AS ok"""
+        passes = "ok[visit]"
+    # Only visitors with a hit completing the first step can enter the funnel: only they are sessionized.
+    entered = f"visitor_hash IN (SELECT visitor_hash FROM {{db}}.events WHERE {stats.RANGE} AND {conds[0]})"
+    levels = ", ".join(f"uniqExactIf(visitor_hash, level >= {k}) AS u{k}, countIf(level >= {k}) AS n{k}"
+                       for k in range(1, n + 1))
+    reached = ", ".join(f"bitTest(x, {i + 2})" for i in range(n))
+    sql = f"""SELECT {levels} FROM (
+                  SELECT visitor_hash, windowFunnel({WINDOW_MS}, 'strict_increase')(intDiv(x, {shift}), {reached}) AS level
+                  FROM (
+                      SELECT visitor_hash, arraySort(groupArray({packed})) AS P,
+                             arrayMap(x -> toInt64(intDiv(x, {shift})), P) AS ts,
+                             arrayMap(i -> toUInt32(i = 1 OR ts[i] - ts[i - 1] > {stats.VISIT_GAP_MS}), arrayEnumerate(ts)) AS starts,
+                             arrayCumSum(starts) AS sn{visits}
+                      FROM {{db}}.events WHERE {stats.RANGE} AND {entered} GROUP BY visitor_hash
+                  ) ARRAY JOIN P AS x, sn AS visit
+                  WHERE {passes} AND bitAnd(x, {((1 << n) - 1) << 2}) != 0
+                  GROUP BY visitor_hash, visit)"""
+    row = store.query_dicts(sql, {**q.params(), **params.values})[0]
+    first = int(row["u1"])
+    out, before = [], None
+    for k, step in enumerate(funnel.steps, start=1):
+        visitors = int(row[f"u{k}"])
+        out.append({**Funnel._step(step), "visitors": visitors, "visits": int(row[f"n{k}"]),
+                    "dropoff": 0 if before is None else before - visitors,
+                    "conversion_rate": round(100 * visitors / first, 2) if first else 0.0})
+        before = visitors
+    return {**funnel.to_json(), "results": out, "exact": True}

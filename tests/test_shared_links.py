@@ -1,0 +1,205 @@
+"""Shared links on a real gateway over a real store: a link reads one site and nothing else, read-only,
+stops working when revoked, keeps its password's attempts limited, and may be framed only where the site
+allows it. The store never holds a link's secret or password."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from harness import STATS_TOKEN
+from stats_seed import Hit, seed
+
+AUTH = {"Authorization": f"Bearer {STATS_TOKEN}"}
+DEMO_TOKEN = "demo-only-stats-token-0123456789"
+AGENCY = "https://agency.example"
+DEMO_PATH = "/demo-only-page-4b1e"
+OTHER_PATH = "/other-only-page-9c2d"
+PASSWORD = "correct horse battery"
+NOW = datetime.now(ZoneInfo("Europe/Amsterdam")).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    from harness import GatewayProcess, write_config
+
+    folder = tmp_path_factory.mktemp("shared")
+    config = write_config(folder, gateway={"trusted_proxies": ["127.0.0.1/32"]}, sites={
+        "demo": {"origins": ["https://www.example.com"], "stats_tokens": [DEMO_TOKEN]},
+        "other": {"origins": ["https://www.other.example"]},
+        "framed": {"origins": ["https://www.framed.example"], "share_frame_ancestors": [AGENCY]},
+    })
+    seed(config, [Hit("demo", "d1", NOW, DEMO_PATH), Hit("demo", "d2", NOW, DEMO_PATH),
+                  Hit("other", "o1", NOW, OTHER_PATH)])
+    gw = GatewayProcess(config, folder).start()
+    yield gw
+    gw.kill()
+
+
+def create(c: httpx.Client, site: str = "demo", headers: dict | None = None, **body: str) -> dict:
+    r = c.post(f"/api/stats/{site}/shared-links", json=body, headers=headers or AUTH)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def share_path(link: dict) -> str:
+    path = "/" + link["url"].split("/", 3)[3]
+    assert re.fullmatch(r"/share/[A-Za-z0-9_-]{43}", path)
+    return path
+
+
+def test_a_link_reads_its_site_only_and_nothing_else(gateway):
+    with gateway.client() as admin, gateway.client() as visitor:
+        link = create(admin, label="agency")
+        page = visitor.get(share_path(link))
+        assert page.status_code == 200 and 'id="kpis"' in page.text  # the dashboard itself
+        assert "cg_share" in visitor.cookies
+        assert visitor.get("/api/stats/sites").json()["sites"] == [{"name": "demo", "timezone": "Europe/Amsterdam"}]
+        pages = visitor.get("/api/stats/demo/breakdown/page").json()["results"]
+        assert pages == [{"value": DEMO_PATH, "visitors": 2, "pageviews": 2}]
+        assert visitor.get("/api/stats/demo/summary").json()["current"]["visitors"] == 2
+        # Another site, known or not, is as closed as to a site token of demo.
+        for path in ("/api/stats/other/summary", "/api/stats/other/breakdown/page", "/api/stats/nosuch/summary"):
+            r = visitor.get(path)
+            assert r.status_code == 403 and OTHER_PATH not in r.text, (path, r.text)
+        # Not the consent export, not the admin API, not the links themselves (read-only).
+        assert visitor.get("/api/consents/demo").status_code == 403
+        assert visitor.get("/api/stats/demo/shared-links").status_code == 403
+        made = visitor.post("/api/stats/demo/shared-links", json={})
+        assert made.status_code == 403 and "shared link" in made.json()["detail"]
+        assert visitor.delete(f"/api/stats/demo/shared-links/{link['link_id']}").status_code == 403
+        # The session is not a dashboard login of another kind: the bare API without the cookie is closed.
+        assert httpx.get(f"{gateway.url}/api/stats/demo/summary").status_code == 401
+
+
+def test_revoking_ends_the_link_and_its_open_sessions_at_their_next_request(gateway):
+    with gateway.client() as admin, gateway.client() as visitor:
+        link = create(admin)
+        assert visitor.get(share_path(link)).status_code == 200
+        assert visitor.get("/api/stats/demo/summary").status_code == 200
+        listed = admin.get("/api/stats/demo/shared-links", headers=AUTH).json()["links"]
+        assert link["link_id"] in [x["link_id"] for x in listed]
+        r = admin.delete(f"/api/stats/demo/shared-links/{link['link_id']}", headers=AUTH)
+        assert r.status_code == 200 and r.json() == {"revoked": True, "link_id": link["link_id"]}
+        assert visitor.get("/api/stats/demo/summary").status_code == 401  # the open session, next request
+        assert visitor.get("/api/stats/sites").status_code == 401
+        again = visitor.get(share_path(link))
+        assert again.status_code == 404 and "revoked" in again.json()["detail"]
+        listed = admin.get("/api/stats/demo/shared-links", headers=AUTH).json()["links"]
+        assert link["link_id"] not in [x["link_id"] for x in listed]
+        assert admin.delete(f"/api/stats/demo/shared-links/{link['link_id']}", headers=AUTH).status_code == 404
+
+
+def test_a_site_token_manages_its_own_sites_links_only(gateway):
+    own = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+    with gateway.client() as c:
+        link = create(c, headers=own)
+        assert c.get("/api/stats/other/shared-links", headers=own).status_code == 403
+        assert c.post("/api/stats/other/shared-links", json={}, headers=own).status_code == 403
+        other = create(c, site="other")
+        # demo's token cannot revoke another site's link, even by its id through its own site
+        assert c.delete(f"/api/stats/demo/shared-links/{other['link_id']}", headers=own).status_code == 404
+        assert c.delete(f"/api/stats/other/shared-links/{other['link_id']}", headers=own).status_code == 403
+        assert c.delete(f"/api/stats/demo/shared-links/{link['link_id']}", headers=own).status_code == 200
+
+
+def test_a_password_guards_the_link_and_its_attempts_are_limited(gateway):
+    with gateway.client() as admin, gateway.client() as visitor:
+        link = create(admin, password=PASSWORD)
+        assert link["password"] is True and PASSWORD not in str(link)
+        form = visitor.get(share_path(link))
+        assert form.status_code == 200 and 'name="password"' in form.text and 'id="kpis"' not in form.text
+        assert "cg_share" not in visitor.cookies
+        assert visitor.get("/api/stats/demo/summary").status_code == 401
+        wrong = visitor.post(share_path(link), data={"password": "not it"})
+        assert wrong.status_code == 401 and "not the password" in wrong.text and "cg_share" not in visitor.cookies
+        right = visitor.post(share_path(link), data={"password": PASSWORD})
+        assert right.status_code == 303 and right.headers["location"] == share_path(link)
+        assert visitor.get(share_path(link)).status_code == 200
+        assert visitor.get("/api/stats/demo/summary").json()["current"]["visitors"] == 2
+    # Guessing: the 10 failures a minute of stats tokens, from one network; then even the right one waits.
+    with gateway.client(headers={"X-Forwarded-For": "203.0.113.9"}) as guesser:
+        statuses = [guesser.post(share_path(link), data={"password": f"guess-{i}"}).status_code for i in range(11)]
+        assert statuses[:10] == [401] * 10 and statuses[10] == 429
+        blocked = guesser.post(share_path(link), data={"password": PASSWORD})
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+
+
+def test_unknown_links_are_counted_as_failed_checks(gateway):
+    # Share addresses hold 256 random bits; still, each miss counts like a wrong stats token.
+    with gateway.client(headers={"X-Forwarded-For": "2001:db8:77::1"}) as c:
+        misses = [c.get("/share/" + f"A{i:02d}" * 14) for i in range(9)] + [c.get("/share/" + "x" * 500)]
+        assert [r.status_code for r in misses] == [404] * 10
+        assert misses[0].json()["error"] == "not_found" and "revoked or mistyped" in misses[0].json()["detail"]
+        assert c.get("/share/" + "B" * 43).status_code == 429
+
+
+def test_framing_only_where_the_site_allows_it(gateway):
+    with gateway.client() as admin, gateway.client() as visitor:
+        closed = visitor.get(share_path(create(admin)))
+        assert "frame-ancestors 'none'" in closed.headers["content-security-policy"]
+        assert closed.headers["x-frame-options"] == "DENY"
+        framed = visitor.get(share_path(create(admin, site="framed")))
+        assert f"frame-ancestors {AGENCY};" in framed.headers["content-security-policy"]
+        assert "x-frame-options" not in framed.headers
+        form = visitor.get(share_path(create(admin, site="framed", password=PASSWORD)))
+        assert f"frame-ancestors {AGENCY};" in form.headers["content-security-policy"]
+        # The dashboard's own page stays unframeable.
+        assert "frame-ancestors 'none'" in visitor.get("/dashboard").headers["content-security-policy"]
+
+
+def test_bad_requests_are_clear_4xx(gateway):
+    with gateway.client() as c:
+        for body, word in (({"password": 5}, "string"), ({"password": "short"}, "shorter than 8"),
+                           ({"label": "x" * 201}, "longer"), ({"expires": 1}, "unknown field")):
+            r = c.post("/api/stats/demo/shared-links", json=body, headers=AUTH)
+            assert r.status_code == 400 and word in r.json()["detail"], (body, r.text)
+        assert c.post("/api/stats/demo/shared-links", content=b"[1]", headers=AUTH).status_code == 400
+        assert c.post("/api/stats/nosuch/shared-links", json={}, headers=AUTH).status_code == 404
+        assert c.post("/api/stats/demo/shared-links", json={}).status_code == 401
+
+
+def test_the_store_keeps_no_secret_and_no_password(gateway):
+    with gateway.client() as c:
+        link = create(c, password=PASSWORD)
+    secret = share_path(link).rsplit("/", 1)[1]
+    gateway.stop()
+    try:
+        rows = gateway.sql("SELECT * FROM {db}.shared_links")
+        dump = repr(rows)
+        assert rows and secret not in dump and PASSWORD not in dump
+        row = next(r for r in rows if r["link_id"] == link["link_id"])
+        assert row["password_hash"].startswith("scrypt$") and len(row["secret_hash"]) == 64
+    finally:
+        gateway.start()
+
+
+def test_the_shared_dashboard_in_a_browser_shows_one_site(gateway, browser):
+    """The dashboard's own page and script, opened by a link: one site in the picker, its numbers drawn."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    shots = Path(os.environ.get("CONSENTGATE_SCREENSHOTS") or tempfile.mkdtemp(prefix="cg-shots-"))
+    with gateway.client() as admin:
+        link = create(admin, label="agency")
+    ctx = browser.new_context(locale="en-US", viewport={"width": 1360, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.goto(gateway.url + share_path(link))
+        page.wait_for_function("() => !document.body.classList.contains('loading') "
+                               "&& document.querySelectorAll('.kpi').length === 6")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#site option").all_inner_texts() == ["demo"]
+        visitors = page.locator(".kpi", has=page.locator(".kpi-label", has_text="Visitors")).locator(".kpi-value")
+        assert visitors.inner_text().strip() == "2"
+        assert DEMO_PATH in page.locator('[data-panel="pages"]').inner_text()
+        cookie = next(c for c in ctx.cookies() if c["name"] == "cg_share")
+        assert cookie["httpOnly"] and page.evaluate("() => document.cookie") == ""
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "shared-dashboard.png"), full_page=True)
+    finally:
+        ctx.close()
