@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -154,6 +154,24 @@ class GatewayConfig:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GatewayConfig)}
+# [gateway] keys read as they are, with the dataclass's defaults (written once, above). Seconds are ints or floats.
+_SECONDS = (int, float)
+_GATEWAY_SCALARS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("metrics_token", str), ("consent_rate_per_minute", int), ("retention_days", int),
+    ("consent_max_age_days", int), ("consent_retention_days", int), ("max_body_bytes", int), ("batch_size", int),
+    ("flush_interval", _SECONDS), ("access_log", str), ("durability", str), ("commit_interval_ms", _SECONDS),
+    ("max_spool_bytes", int), ("cluster", str), ("stats_refresh_seconds", _SECONDS), ("stats_exact_below", int),
+    ("bot_hits_per_minute", int), ("bot_zero_second_visits", int),
+)
+
+
+
+def _scalar(gw: "_Reader", name: str, kind: type | tuple[type, ...]) -> Any:
+    value = gw.get(name, kind, _DEFAULTS[name])
+    return float(value) if kind is _SECONDS else value
 
 
 class _Reader:
@@ -525,28 +543,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
         trusted_proxies=tuple(proxies),
         geoip_db=geoip_path,
         stats_tokens=gw.str_list("stats_tokens"),
-        metrics_token=gw.get("metrics_token", str, ""),
         admin_tokens=gw.str_list("admin_tokens"),
-        consent_rate_per_minute=gw.get("consent_rate_per_minute", int, DEFAULT_CONSENT_RATE),
-        retention_days=gw.get("retention_days", int, 395),
-        consent_max_age_days=gw.get("consent_max_age_days", int, 182),
-        consent_retention_days=gw.get("consent_retention_days", int, 1825),
-        max_body_bytes=gw.get("max_body_bytes", int, 64 * 1024),
-        batch_size=gw.get("batch_size", int, 5000),
-        flush_interval=float(gw.get("flush_interval", (int, float), 1.0)),
         public_url=gw.get("public_url", str, "").rstrip("/"),
-        access_log=gw.get("access_log", str, "errors"),
-        durability=gw.get("durability", str, "machine"),
-        commit_interval_ms=float(gw.get("commit_interval_ms", (int, float), 0.5)),
-        max_spool_bytes=gw.get("max_spool_bytes", int, 1024 ** 3),
-        cluster=gw.get("cluster", str, ""),
         # A server store is shared by several workers or gateways: each must hear the others' withdrawals.
         revocation_sync_interval=float(gw.get("revocation_sync_interval", (int, float),
                                               0.0 if store.startswith("chdb://") else 0.5)),
-        stats_refresh_seconds=float(gw.get("stats_refresh_seconds", (int, float), 30.0)),
-        stats_exact_below=gw.get("stats_exact_below", int, 100_000),
-        bot_hits_per_minute=gw.get("bot_hits_per_minute", int, 300),
-        bot_zero_second_visits=gw.get("bot_zero_second_visits", int, 20),
+        **{name: _scalar(gw, name, kind) for name, kind in _GATEWAY_SCALARS},
         sites={},
     )
     gw.finish()

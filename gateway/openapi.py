@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics import funnels, goals, stats
+from gateway.collect.hit import HIT_TYPES, MAX_NAME, MAX_TOKEN, MAX_URL
+from gateway.collect.props import MAX_KEY, MAX_PROPS, MAX_VALUE
 from gateway.stats_api import DEFAULT_DAYS, MAX_DAYS, MAX_DEFINITION_BYTES, MAX_HOURLY_DAYS, MAX_LIMIT
 
 _FILTER_HELP = {
@@ -228,10 +230,13 @@ CONSENT_BODY = {"type": "object", "required": ["choices"], "properties": {
     "choices": CHOICES, "method": {"type": "string", "enum": ["accept_all", "reject_all", "custom", "gpc"]},
     "language": {"type": "string", "maxLength": 12}, "consent": {"type": "string", "maxLength": 1024}}}
 HIT_BODY = {"type": "object", "required": ["url"], "properties": {
-    "type": {"type": "string", "enum": ["pageview", "event"]}, "url": {"type": "string", "format": "uri", "maxLength": 2048},
-    "referrer": {"type": "string", "maxLength": 2048}, "name": {"type": "string", "maxLength": 120},
-    "consent": {"type": "string", "maxLength": 1024},
-    "props": {"type": "object", "maxProperties": 30, "additionalProperties": {"type": "string"}}}}
+    "type": {"type": "string", "enum": list(HIT_TYPES)}, "url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
+    "referrer": {"type": "string", "maxLength": MAX_URL}, "name": {"type": "string", "maxLength": MAX_NAME},
+    "consent": {"type": "string", "maxLength": MAX_TOKEN},
+    "props": {"type": "object", "maxProperties": MAX_PROPS, "propertyNames": {"minLength": 1, "maxLength": MAX_KEY},
+              "additionalProperties": {"type": "string", "maxLength": MAX_VALUE},
+              "description": "custom event properties; values that are an e-mail address, an IP address or an id "
+                             "are dropped (counted in /metrics)"}}}
 RESULT_HEADER = {"X-Consentgate-Result": {"description": "stored, forwarded, or dropped: <reason>",
                                           "schema": {"type": "string"}}}
 TOKEN_HEADER = _param("X-Consent-Token", "the consent token (or the cg_consent cookie)", {"type": "string"}, "header")

@@ -292,3 +292,23 @@ def test_page_patterns_escape_like_wildcards():
 
 
 ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parent
+
+
+def test_a_shared_link_reads_goals_but_cannot_change_them(gw, api):
+    """A shared link's session (gateway/shared_links.py) is read-only: it sees the conversions, makes and
+    deletes no goal or funnel, from the gateway's own page or not."""
+    made = api.post("/shop/shared-links", json={"label": "agency"})
+    assert made.status_code == 201, made.text
+    path = "/" + made.json()["url"].split("/", 3)[3]
+    with httpx.Client(base_url=gw.url, timeout=10) as visitor:
+        assert visitor.get(path).status_code == 200 and "cg_share" in visitor.cookies
+        assert visitor.get("/api/stats/shop/conversions", params=rng()).status_code == 200
+        own = {"Origin": gw.url}
+        r = visitor.post("/api/stats/shop/goals", json={"name": "agency goal", "page": "/"}, headers=own)
+        assert r.status_code == 403 and "shared link" in r.json()["detail"]
+        r = visitor.delete(f"/api/stats/shop/goals/{goal_id(api, 'Signup page')}", headers=own)
+        assert r.status_code == 403
+        r = visitor.post("/api/stats/shop/funnels", headers=own,
+                         json={"name": "agency funnel", "steps": [{"page": "/"}, {"page": "/a"}]})
+        assert r.status_code == 403
+    assert "agency goal" not in [g["name"] for g in api.get("/shop/goals").json()["goals"]]
