@@ -15,6 +15,7 @@ from typing import Any
 from analytics import stats
 from analytics.goals import MAX_NAME, Goal, GoalError, Params, match_sql, parse_goal, stored_definitions
 from analytics.store import Store
+from analytics.visits import HIT_ARRAYS, Coverage
 
 MIN_STEPS, MAX_STEPS = 2, 8
 MAX_STORED_FUNNELS = 20  # per site, made through the API
@@ -107,6 +108,44 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
     params = Params()
     conds = [match_sql(step, params) for step in funnel.steps]
     n = len(conds)
+    how = stats.plan(store, q)
+    if how.coverage is not None:
+        row = store.query_dicts(_from_visits(q, how.coverage, conds), {**stats.params_of(q, how), **params.values})[0]
+    else:
+        row = store.query_dicts(_from_hits(q, conds), {**q.params(), **params.values})[0]
+    first = int(row["u1"])
+    out, before = [], None
+    for k, step in enumerate(funnel.steps, start=1):
+        visitors = int(row[f"u{k}"])
+        out.append({**Funnel._step(step), "visitors": visitors, "visits": int(row[f"n{k}"]),
+                    "dropoff": 0 if before is None else before - visitors,
+                    "conversion_rate": round(100 * visitors / first, 2) if first else 0.0})
+        before = visitors
+    return {**funnel.to_json(), "results": out, "exact": how.exact}
+
+
+def _levels(n: int) -> str:
+    """SQL of u{k} (visitors) and n{k} (visits) with a visit that reached step k, over rows with a `level`."""
+    return ", ".join(f"uniqExactIf(visitor_hash, level >= {k}) AS u{k}, countIf(level >= {k}) AS n{k}"
+                     for k in range(1, n + 1))
+
+
+def _from_visits(q: stats.StatsQuery, cov: Coverage, conds: list[str]) -> str:
+    """SQL of the funnel's counts from the visits table (large ranges): per passing visit, a mask of the steps
+    each of its hits completes, then one pass over its hits in time order (arrayFold) takes each step at the
+    first hit that completes it later than the step before - the earliest such hit serves best, so this is
+    the deepest step reached, as windowFunnel's `strict_increase` counts it."""
+    masks = stats.over_hits("arrayMap", " + ".join(f"toUInt16({c}) * {1 << i}" for i, c in enumerate(conds)))
+    level = ("arrayFold((acc, m, t) -> if(bitTest(m, acc.1) AND toInt64(t) > acc.2, (toUInt32(acc.1 + 1), toInt64(t)), acc), "
+             f"{masks}, hit_ms, (toUInt32(0), toInt64(-1))).1")
+    arrays = ("hit_ms", *(HIT_ARRAYS[c] for c in stats.hit_columns_in(*conds)))
+    return f"""SELECT {_levels(len(conds))} FROM (
+                   SELECT visitor_hash, {level} AS level FROM ({stats.visit_rows(q, cov, "", arrays)}))"""
+
+
+def _from_hits(q: stats.StatsQuery, conds: list[str]) -> str:
+    """SQL of the funnel's counts sessionized from the hits (exact)."""
+    n = len(conds)
     # Each hit packed into one UInt64, as stats._visits_by_visitor does: time in ms, then which steps it
     # completes, whether it passes the hit filters and (its visit judged by its first hit) the visit filters.
     # One numeric sort per visitor orders them; the visits are cut in the array; only step hits of
@@ -126,8 +165,7 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
         passes = "ok[visit]"
     # Only visitors with a hit completing the first step can enter the funnel: only they are sessionized.
     entered = f"visitor_hash IN (SELECT visitor_hash FROM {{db}}.events WHERE {stats.RANGE} AND {conds[0]})"
-    levels = ", ".join(f"uniqExactIf(visitor_hash, level >= {k}) AS u{k}, countIf(level >= {k}) AS n{k}"
-                       for k in range(1, n + 1))
+    levels = _levels(n)
     reached = ", ".join(f"bitTest(x, {i + 2})" for i in range(n))
     sql = f"""SELECT {levels} FROM (
                   SELECT visitor_hash, windowFunnel({WINDOW_MS}, 'strict_increase')(intDiv(x, {shift}), {reached}) AS level
@@ -140,13 +178,4 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
                   ) ARRAY JOIN P AS x, sn AS visit
                   WHERE {passes} AND bitAnd(x, {((1 << n) - 1) << 2}) != 0
                   GROUP BY visitor_hash, visit)"""
-    row = store.query_dicts(sql, {**q.params(), **params.values})[0]
-    first = int(row["u1"])
-    out, before = [], None
-    for k, step in enumerate(funnel.steps, start=1):
-        visitors = int(row[f"u{k}"])
-        out.append({**Funnel._step(step), "visitors": visitors, "visits": int(row[f"n{k}"]),
-                    "dropoff": 0 if before is None else before - visitors,
-                    "conversion_rate": round(100 * visitors / first, 2) if first else 0.0})
-        before = visitors
-    return {**funnel.to_json(), "results": out, "exact": True}
+    return sql

@@ -225,9 +225,15 @@ def site_goals(store: Store, site: str, configured: tuple[Goal, ...]) -> list[Go
 
 # ---- reports -----------------------------------------------------------------------------------
 
-def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str) -> str:
+def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stats.Plan, visit_value: str = "") -> str:
     """SQL of the range's hits that complete a goal (`any_goal`) and count (with filters: hits of the visits
-    that pass them), as visitor_hash and `columns` (alias -> SQL over an `events` row)."""
+    that pass them), as visitor_hash and `columns` (alias -> SQL over an `events` row, or `visit_value`, a column
+    of the visit holding the hit). Large ranges read the hits from the visits table (see stats.table_hits)."""
+    if how.coverage is not None:
+        picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
+        reads = " ".join([*columns.values(), any_goal])
+        return (f"SELECT visitor_hash, {picked} FROM ({stats.table_hits(q, how.coverage, reads, visit_value)}) "
+                f"WHERE {any_goal}")
     if not q.filters:
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         return f"SELECT visitor_hash, {picked} FROM {{db}}.events WHERE {stats.RANGE} AND {any_goal}"
@@ -240,7 +246,8 @@ def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str) -> str:
 def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) -> dict[str, Any]:
     """Conversions, completions, conversion rate and revenue of every goal over the range, with the
     range's visitors (those of the visits that pass the filters)."""
-    summary = stats.summary_current(store, q)
+    how = stats.plan(store, q)
+    summary = stats.summary_current(store, q, how)
     visitors = summary["visitors"]
     if not goals:
         return {"visitors": visitors, "currency": currency, "exact": summary["exact"], "results": []}
@@ -250,8 +257,8 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
     columns = {name: sql for i, (m, r) in enumerate(zip(matches, revenues)) for name, sql in ((f"m{i}", m), (f"r{i}", r))}
     picks = ", ".join(f"uniqExactIf(visitor_hash, m{i}) AS c{i}, countIf(m{i}) AS n{i}, sumIf(r{i}, m{i}) AS v{i}"
                       for i in range(len(goals)))
-    sql = f"SELECT {picks} FROM ({_hits(q, columns, '(' + ' OR '.join(matches) + ')')})"
-    row = store.query_dicts(sql, {**q.params(), **params.values})[0]
+    sql = f"SELECT {picks} FROM ({_hits(q, columns, '(' + ' OR '.join(matches) + ')', how)})"
+    row = store.query_dicts(sql, {**stats.params_of(q, how), **params.values})[0]
     results = []
     for i, goal in enumerate(goals):
         conversions = int(row[f"c{i}"])
@@ -266,9 +273,10 @@ def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str) -> 
     params = Params()
     match, revenue = match_sql(goal, params), revenue_sql(goal, params)
     bucket = stats.INTERVALS[interval]
+    how = stats.plan(store, q)
     sql = f"""SELECT bucket, uniqExact(visitor_hash) AS conversions, count() AS completions, sum(r) AS revenue
-              FROM ({_hits(q, {"bucket": bucket, "r": revenue}, match)}) GROUP BY bucket"""
-    found = {r["bucket"]: r for r in store.query_dicts(sql, {**q.params(), **params.values})}
+              FROM ({_hits(q, {"bucket": bucket, "r": revenue}, match, how)}) GROUP BY bucket"""
+    found = {r["bucket"]: r for r in store.query_dicts(sql, {**stats.params_of(q, how), **params.values})}
     out = []
     for label in stats.bucket_labels(q, interval):
         r = found.get(label, {})
@@ -285,16 +293,20 @@ def breakdown(store: Store, q: stats.StatsQuery, goal: Goal, dimension: str, lim
     """Top values of `dimension` by conversions: value, conversions, completions, revenue."""
     params = Params()
     match, revenue = match_sql(goal, params), revenue_sql(goal, params)
-    if dimension == "source":  # the source of the visit holding the hit: sessionize (only converting visitors)
+    how = stats.plan(store, q)
+    if how.coverage is not None:
+        value = {"source": "source", "page": "path", "country": "country"}[dimension]
+        source = _hits(q, {"value": value, "r": revenue}, match, how, "source" if dimension == "source" else "")
+    elif dimension == "source":  # the source of the visit holding the hit: sessionize (only converting visitors)
         converted = f"visitor_hash IN (SELECT visitor_hash FROM {{db}}.events WHERE {stats.RANGE} AND {match})"
         source = (f"SELECT visitor_hash, visit_source AS value, r "
                   f"FROM ({stats.visit_hits_sql(q, {'r': revenue, 'goal_hit': match}, converted, source=True)}) WHERE goal_hit")
     else:
         column = {"page": "path", "country": "country"}[dimension]
-        source = _hits(q, {"value": column, "r": revenue}, match)
+        source = _hits(q, {"value": column, "r": revenue}, match, how)
     sql = f"""SELECT value, uniqExact(visitor_hash) AS conversions, count() AS completions, sum(r) AS revenue
               FROM ({source}) GROUP BY value
               ORDER BY conversions DESC, completions DESC, value LIMIT {{limit:UInt32}}"""
-    rows = store.query_dicts(sql, {**q.params(), **params.values, "limit": limit})
+    rows = store.query_dicts(sql, {**stats.params_of(q, how), **params.values, "limit": limit})
     return [{"value": r["value"], "conversions": int(r["conversions"]), "completions": int(r["completions"]),
              "revenue": float(r["revenue"]) if goal.revenue_property else None} for r in rows]

@@ -22,6 +22,7 @@ Smaller ranges, and large ones with hit filters, are sessionized from the hits, 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -30,8 +31,8 @@ from zoneinfo import ZoneInfo
 from analytics.channels import source_sql
 from analytics.erasure import NOT_RESTRICTED
 from analytics.store import Store
-from analytics.visits import (HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage, coverage,
-                              visit_rows_sql)
+from analytics.visits import (HIT_ARRAYS, HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage,
+                              coverage, visit_rows_sql)
 
 REALTIME_SECONDS = 5 * 60
 
@@ -154,8 +155,6 @@ class Plan:
 
 
 def plan(store: Store, q: StatsQuery) -> Plan:
-    if q.hit_filters:  # visits holding a matching hit: only the hits tell
-        return Plan()
     lo, hi = (t.replace(tzinfo=None) for t in q.bounds())
     cov = coverage(store, q.site, lo, hi)
     return Plan(cov if cov is not None and cov.hits >= q.exact_below else None,
@@ -163,6 +162,14 @@ def plan(store: Store, q: StatsQuery) -> Plan:
 
 
 UNTIL = "toDateTime64({until:DateTime64(3)}, 3, 'UTC')"
+
+
+def params_of(q: StatsQuery, how: Plan) -> dict[str, Any]:
+    """The query parameters of a range answered as `how` says (with the tables: up to where they hold it)."""
+    out = q.params()
+    if how.coverage is not None:
+        out["until"] = how.coverage.until
+    return out
 
 
 def _hour_rows(q: StatsQuery, cov: Coverage, dimension: str) -> str:
@@ -183,24 +190,60 @@ def _hour_rows(q: StatsQuery, cov: Coverage, dimension: str) -> str:
     return sql
 
 
-def _visit_rows(q: StatsQuery, cov: Coverage, value: str = "") -> str:
-    """SQL of the range's visits that pass the visit filters (plans with hit filters never get here), as
-    visitor_hash, pv (pageviews), ms (duration) and the column `value`: rows of the visits table up to
-    `cov.until`, visits starting later sessionized live."""
-    cond = " AND ".join(f"{k} = {{f_{k}:String}}" for k in q.visit_filters) or "1"
-    columns = "visitor_hash, pageviews AS pv, duration_ms AS ms" + (f", {value}" if value else "")
+def hit_columns_in(*sql: str) -> list[str]:
+    """The hit columns (visits.HIT_ARRAYS) that SQL written over an `events` row reads. Found by name: the SQL of
+    these modules names hit columns as plain words and puts every value in a {parameter}."""
+    return [c for c in HIT_ARRAYS if any(re.search(rf"(?<![\w.{{]){c}\b", part) for part in sql)]
+
+
+def over_hits(function: str, sql: str) -> str:
+    """SQL applying an array function (arrayExists, arrayCount, arrayMap) to `sql`, written over an `events` row,
+    for each hit of a `visits` row: a lambda whose parameters are named like the hit columns it reads."""
+    columns = hit_columns_in(sql) or ["type"]
+    return f"{function}(({', '.join(columns)}) -> {sql}, {', '.join(HIT_ARRAYS[c] for c in columns)})"
+
+
+def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str, ...] = ()) -> str:
+    """SQL of the range's visits that pass the filters, as visitor_hash, start (the first hit's time),
+    pv (pageviews; with hit filters the matching ones), bounce (at most one pageview), ms (duration), the
+    column `value` and the `arrays` (columns of visits.HIT_ARRAYS, and hit_ms): rows of the visits table up
+    to `cov.until`, visits starting later sessionized live. A hit filter tests each visit's hit arrays."""
+    match = _hit_match(q)
+    if q.hit_filters:
+        arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
+    raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
+                              *([value] if value else []), *arrays]))
+    columns = ", ".join(raw)
     sql = f"""SELECT {columns} FROM {{db}}.visits
               WHERE site = {{site:String}} AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC')
-                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {cond}
-                AND {NOT_RESTRICTED}"""
+                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {NOT_RESTRICTED}"""
     _, hi = q.bounds()
     if cov.until < hi.replace(tzinfo=None):
         # the hits of the 30 minutes before `until` tell which later hits continue a visit the table holds
         recent = f"site = {{site:String}} AND timestamp >= {UNTIL} - INTERVAL 30 MINUTE AND {RANGE}"
-        needed = tuple(dict.fromkeys([*q.visit_filters, *([value] if value else [])]))
-        sql += (f" UNION ALL SELECT {columns} FROM ({visit_rows_sql(recent, needed)})"
-                f" WHERE timestamp >= {UNTIL} AND {cond}")
-    return sql
+        sql += (f" UNION ALL SELECT {columns} FROM ({visit_rows_sql(recent, tuple(raw[4:]))})"
+                f" WHERE timestamp >= {UNTIL}")
+    cond = " AND ".join(f"{k} = {{f_{k}:String}}" for k in q.visit_filters) or "1"
+    pv = "pageviews"
+    if q.hit_filters:
+        cond += f" AND {over_hits('arrayExists', match)}"
+        pv = over_hits("arrayCount", f"type = 'pageview' AND {match}")
+    picked = "".join(f", {c}" for c in dict.fromkeys([*([value] if value else []), *arrays]))
+    return f"""SELECT visitor_hash, timestamp AS start, {pv} AS pv, pageviews <= 1 AS bounce, duration_ms AS ms{picked}
+               FROM ({sql}) WHERE {cond}"""
+
+
+def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "") -> str:
+    """SQL of the hits of the range's visits that pass q's filters, from the visits table (see visit_rows):
+    one row per hit with visitor_hash, timestamp (the hit's), the hit columns that the SQL `reads` (written
+    over an `events` row) needs, and the visit's column `value`. A visit counts whole, like every answer
+    from the tables."""
+    columns = hit_columns_in(reads)
+    arrays = ("hit_ms", *(HIT_ARRAYS[c] for c in columns))
+    joined = ", ".join(["hit_ms AS at_ms", *(f"{HIT_ARRAYS[c]} AS {c}" for c in columns)])
+    picked = "".join(f", {c}" for c in [*columns, *([value] if value else [])])
+    return f"""SELECT visitor_hash, addMilliseconds(start, at_ms) AS timestamp{picked}
+               FROM ({visit_rows(q, cov, value, arrays)}) ARRAY JOIN {joined}"""
 
 
 def _ratio(a: float, b: float, digits: int = 2) -> float:
@@ -305,8 +348,8 @@ def _summary_of(store: Store, q: StatsQuery, how: Plan) -> dict[str, Any]:
     if how.coverage is not None:
         params["until"] = how.coverage.until
         sql = f"""SELECT {SKETCH}(visitor_hash) AS visitors, count() AS visits, sum(pv) AS pageviews,
-                         countIf(pv <= 1) AS bounces, sum(ms) AS duration_ms
-                  FROM ({_visit_rows(q, how.coverage)})"""
+                         countIf(bounce) AS bounces, sum(ms) AS duration_ms
+                  FROM ({visit_rows(q, how.coverage)})"""
     else:
         sql = f"""SELECT countIf(n_visits > 0) AS visitors, sum(n_visits) AS visits, sum(n_pageviews) AS pageviews,
                          sum(n_bounces) AS bounces, sum(n_duration_ms) AS duration_ms
@@ -327,9 +370,9 @@ def _change(now: float, before: float) -> float | None:
     return round(100 * (now - before) / before, 1) if before else None
 
 
-def summary_current(store: Store, q: StatsQuery) -> dict[str, Any]:
-    """The range's totals alone (no previous period), with `exact`."""
-    how = plan(store, q)
+def summary_current(store: Store, q: StatsQuery, how: Plan | None = None) -> dict[str, Any]:
+    """The range's totals alone (no previous period), with `exact`. `how`: the range's plan, when the caller has it."""
+    how = how or plan(store, q)
     return {**_summary_of(store, q, how), "exact": how.exact}
 
 
@@ -379,6 +422,11 @@ def timeseries(store: Store, q: StatsQuery, interval: str = "day", how: Plan | N
         params["until"] = how.coverage.until
         sql = f"""SELECT {bucket.replace('timestamp', 'hour')} AS bucket, {SKETCH_MERGE}(v) AS visitors, sum(n) AS pageviews
                   FROM ({_hour_rows(q, how.coverage, '')}) GROUP BY bucket"""
+    elif how.coverage is not None:  # filtered: the hits of the passing visits, from the visits table
+        params["until"] = how.coverage.until
+        match = _hit_match(q)
+        sql = f"""SELECT {bucket} AS bucket, {how.uniq}(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
+                  FROM ({table_hits(q, how.coverage, f"type {match}")}) WHERE {match} GROUP BY bucket"""
     elif q.visit_filters:  # visit-level filters need the visit of every hit
         sql = f"""SELECT {bucket.replace('timestamp', "fromUnixTimestamp64Milli(hit.1, 'UTC')")} AS bucket,
                          uniqExact(visitor_hash) AS visitors, countIf(hit.2 = 1) AS pageviews
@@ -443,7 +491,7 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how:
         params["until"] = how.coverage.until
         sql = f"""SELECT {column} AS value, {SKETCH}(visitor_hash) AS visitors, count() AS visits,
                          sum(pv) AS pageviews
-                  FROM ({_visit_rows(q, how.coverage, column)})
+                  FROM ({visit_rows(q, how.coverage, column)})
                   WHERE {skip}
                   GROUP BY value ORDER BY visitors DESC, visits DESC, value LIMIT {{limit:UInt32}}"""
         return [{"value": r["value"], "visitors": int(r["visitors"]), "visits": int(r["visits"]),
@@ -466,7 +514,11 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how:
                   GROUP BY value ORDER BY visitors DESC, {counted} DESC, value LIMIT {{limit:UInt32}}"""
         return [{"value": r["value"], "visitors": int(r["visitors"]), counted: int(r[counted])}
                 for r in store.query_dicts(sql, params)]
-    if q.visit_filters:
+    if how.coverage is not None:  # filtered: the hits of the passing visits, from the visits table
+        params["until"] = how.coverage.until
+        where = f"{_hit_match(q)} AND type = '{kind}'"
+        source = f"({table_hits(q, how.coverage, f'{column} {where}')})"
+    elif q.visit_filters:
         source = f"({_visits_by_visitor(q, column)}) ARRAY JOIN passing AS hit"
         where = f"hit.2 = {int(kind == 'pageview')}"
         column = "hit.3"
@@ -485,7 +537,11 @@ def _prop_breakdown(store: Store, q: StatsQuery, name: str, limit: int, how: Pla
     of any type, that pass the filters)."""
     params = {**q.params(), "limit": limit, "prop": name}
     value = "props[{prop:String}]"
-    if q.visit_filters:
+    if how.coverage is not None:  # the hits of the passing visits, from the visits table
+        params["until"] = how.coverage.until
+        where = f"{_hit_match(q)} AND mapContains(props, {{prop:String}})"
+        source, column = f"({table_hits(q, how.coverage, f'{value} {where}')})", value
+    elif q.visit_filters:
         source, column, where = f"({_visits_by_visitor(q, value)}) ARRAY JOIN passing AS hit", "hit.3", "1"
     else:
         source, column = "{db}.events", value

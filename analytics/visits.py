@@ -64,6 +64,14 @@ VISIT_VALUES: dict[str, tuple[tuple[str, ...], str]] = {
     "utm_medium": (("utm_medium",), "h[a].{utm_medium}"),
     "utm_campaign": (("utm_campaign",), "h[a].{utm_campaign}"),
 }
+# The visit's hits, in time order, as arrays (layout 2): filtered ranges, goals and funnels read one row per visit
+# and test its hits with array functions instead of sessionizing millions of hits. `hit_ms`: each hit's time
+# after the visit's first; HIT_ARRAYS: hit column -> the `visits` column holding it per hit.
+HIT_ARRAYS = {c: f"hit_{c}" for c in ("type", "path", "name", "country", "browser", "os", "device", "props")}
+VISIT_VALUES["hit_ms"] = ((), "arrayMap(t -> toUInt32(t - ts[a]), arraySlice(ts, a, b - a + 1))")
+VISIT_VALUES.update({array: ((c,), f"arrayMap(x -> x.{{{c}}}, arraySlice(h, a, b - a + 1))") for c, array in HIT_ARRAYS.items()})
+# What a build writes: a day built with an older layout is built again, and read from the hits until then.
+LAYOUT = 2
 
 
 def visit_rows_sql(where: str, values: tuple[str, ...] = tuple(VISIT_VALUES)) -> str:
@@ -137,9 +145,9 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     store.client.insert(f"{store.db}.visit_days",
-                        [[site, d, hits.get(d, 0), min(until, _midnight(d + timedelta(days=1))), int(closed), build, now]
-                         for d in days],
-                        column_names=["site", "day", "hits", "until", "closed", "build", "built_at"])
+                        [[site, d, hits.get(d, 0), min(until, _midnight(d + timedelta(days=1))), int(closed), build, now,
+                          LAYOUT] for d in days],
+                        column_names=["site", "day", "hits", "until", "closed", "build", "built_at", "layout"])
     for table, day in (("visits", "toDate(timestamp)"), ("hit_hours", "toDate(timestamp)"), ("visit_days", "day")):
         store.command(f"DELETE FROM {{db}}.{table} WHERE site = {{site:String}} AND {day} >= {{first:Date}} "
                       f"AND {day} <= {{last:Date}} AND build != {{build:UInt64}}", params)
@@ -187,7 +195,8 @@ def due_days(store: Store, now: datetime | None = None, changed: set[date] | Non
     built: dict[str, dict[date, Due]] = {}
     for site, day, n, until, closed in store.query("""
             SELECT site, day, argMax(hits, built_at), argMax(until, built_at), argMax(closed, built_at)
-            FROM {db}.visit_days GROUP BY site, day"""):
+            FROM {db}.visit_days GROUP BY site, day HAVING argMax(layout, built_at) = {layout:UInt16}""",
+                                                   {"layout": LAYOUT}):
         built.setdefault(site, {})[day] = Due(int(n), until.replace(tzinfo=None), bool(closed))
     counted = None
     if changed is not None:  # and the days not built yet
@@ -362,7 +371,8 @@ def coverage(store: Store, site: str, lo: datetime, hi: datetime) -> Coverage | 
     looked: they count as built."""
     rows = store.query("""SELECT day, argMax(build, built_at), argMax(hits, built_at), argMax(until, built_at)
                           FROM {db}.visit_days WHERE site = {site:String} AND day <= {last:Date}
-                          GROUP BY day ORDER BY day""", {"site": site, "last": hi.date()})
+                          GROUP BY day HAVING argMax(layout, built_at) = {layout:UInt16} ORDER BY day""",
+                       {"site": site, "last": hi.date(), "layout": LAYOUT})
     expect, until, builds, hits = lo.date(), _midnight(lo.date()), [], 0
     if rows and rows[0][0] > expect:
         expect = rows[0][0]

@@ -19,9 +19,10 @@ import re
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
+from gateway.sites import site_named
 from gateway.backup import BackupError, backup_response
 from gateway.config import GatewayConfig, SiteConfig
-from gateway.errors import GatewayError, bad_request, unknown_site
+from gateway.errors import GatewayError, bad_request
 from gateway.privacy import BY_OPERATOR, erase_visitor, export_visitor, set_restriction
 from gateway.services import Services
 
@@ -53,10 +54,7 @@ def _admin_services(request: Request) -> Services:
 def _authorized(request: Request) -> tuple[Services, SiteConfig, str]:
     """The site and consent id of an admin request, once its Bearer token is one of admin_tokens."""
     services = _admin_services(request)
-    name = request.path_params["site"]
-    site = services.config.sites.get(name)
-    if site is None:
-        raise unknown_site(name)
+    site = site_named(services.config, request.path_params["site"])
     consent_id = request.path_params["consent_id"]
     if not CONSENT_ID.fullmatch(consent_id):
         raise bad_request("a consent id is 32 lowercase hexadecimal characters (the visitor finds it in "

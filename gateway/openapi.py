@@ -112,8 +112,15 @@ def openapi_document() -> dict[str, Any]:
                                 " Breakdowns also take prop:NAME as dimension. See docs/stats.md."},
         "security": [{"statsToken": []}],
         "paths": {
-            "/api/stats/sites": {"get": {"summary": "The sites this gateway serves", "parameters": [],
-                                         "responses": _ok("sites", {"type": "object"})}},
+            "/api/stats/sites": {"get": {"summary": "The sites the caller may read", "parameters": [],
+                                         "responses": _ok("sites", {"type": "object", "properties": {"sites": {
+                                             "type": "array", "items": {"type": "object", "properties": {
+                                                 "name": {"type": "string"},
+                                                 "timezone": {"type": "string", "description": "IANA zone of its days"},
+                                                 "can_write": {"type": "boolean", "description":
+                                                               "whether the caller may change the site's goals, "
+                                                               "funnels and shared links (false for a shared link)"},
+                                             }, "required": ["name", "timezone", "can_write"]}}}})}},
             "/api/stats/{site}/summary": {"get": {
                 "summary": "Visitors, visits, pageviews, views per visit, bounce rate, visit duration, "
                            "with the previous period of the same length and the change in percent",

@@ -19,10 +19,11 @@ from starlette.responses import JSONResponse, Response
 
 from analytics import funnels, goals, stats
 from analytics.visits import VisitBuilder
+from gateway.sites import site_named
 from gateway.bodies import read_json_object
 from gateway.config import SiteConfig
 from gateway.dashboard.routes import refuse_foreign_origin
-from gateway.errors import GatewayError, bad_request, unknown_site
+from gateway.errors import GatewayError, bad_request
 from gateway.services import Services
 from gateway.stats_auth import require_stats_access
 
@@ -44,11 +45,7 @@ def _services(request: Request) -> Services:
 
 
 def _site(request: Request, services: Services) -> SiteConfig:
-    name = request.path_params["site"]
-    site = services.config.sites.get(name)
-    if site is None:
-        raise unknown_site(name)
-    return site
+    return site_named(services.config, request.path_params["site"])
 
 
 def _date(value: str, key: str) -> date:
@@ -150,12 +147,15 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def list_sites(request: Request) -> JSONResponse:
-    """The sites the caller's token may read (a site token: only its own)."""
+    """The sites the caller's token may read (a site token: only its own), each with whether the caller may
+    change its settings (`can_write`: False in a shared link's session), so the dashboard shows no editor it
+    would only get a 403 from."""
     services: Services = request.app.state.services
     access = require_stats_access(services.config, request)
     _check_params(request, ())
     sites = [s for s in services.config.sites.values() if access.can_read(s.name)]
-    return JSONResponse({"sites": [{"name": s.name, "timezone": s.timezone} for s in sites]}, headers=NO_STORE)
+    return JSONResponse({"sites": [{"name": s.name, "timezone": s.timezone, "can_write": access.can_write(s.name)}
+                                   for s in sites]}, headers=NO_STORE)
 
 
 async def summary(request: Request) -> JSONResponse:

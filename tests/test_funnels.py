@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from harness import SITE_ORIGIN, STATS_TOKEN, GatewayProcess, write_config
+from test_stats_visits import TABLES, wait_for_tables
 from stats_seed import Hit, seed, visit_passes, visits_of
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -58,12 +59,17 @@ API_FUNNEL = {"name": "Pro signup", "steps": [{"name": "Pricing", "page": "/pric
                                               {"name": "Pro", "event": "signup", "props": {"plan": "pro"}}]}
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["hits", "tables"])
+def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A gateway answering from the hits (small ranges, exact), or from the tables (every range large: filtered
+    ranges, goals and funnels read the visits table's hit arrays)."""
     folder = tmp_path_factory.mktemp("funnels")
-    config = write_config(folder, sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL]}})
+    config = write_config(folder, gateway=TABLES if request.param == "tables" else {}, sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL]}})
     seed(config, HITS)
     process = GatewayProcess(config, folder).start()
+    process.tables = request.param == "tables"
+    if process.tables:
+        wait_for_tables(process.url, "shop", rng())
     yield process
     process.kill()
 

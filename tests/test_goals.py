@@ -13,6 +13,7 @@ import pytest
 from analytics.goals import GoalError, parse_goal
 from gateway.config import ConfigError, parse_config
 from harness import SITE_ORIGIN, STATS_TOKEN, GatewayProcess, write_config
+from test_stats_visits import TABLES, wait_for_tables
 from stats_seed import Hit, channel_of, hit_passes, seed, visit_passes, visits_of
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -60,15 +61,20 @@ API_GOALS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["hits", "tables"])
+def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A gateway answering from the hits (small ranges, exact), or from the tables (every range large: filtered
+    ranges, goals and funnels read the visits table's hit arrays)."""
     folder = tmp_path_factory.mktemp("goals")
-    config = write_config(folder, sites={
+    config = write_config(folder, gateway=TABLES if request.param == "tables" else {}, sites={
         "shop": {"origins": [SITE_ORIGIN], "currency": "USD", "goals": CONFIG_GOALS},
         "other": {"origins": ["https://o.example"], "stats_tokens": [OTHER_TOKEN]},
     })
     seed(config, HITS)
     process = GatewayProcess(config, folder).start()
+    process.tables = request.param == "tables"
+    if process.tables:
+        wait_for_tables(process.url, "shop", rng())
     yield process
     process.kill()
 

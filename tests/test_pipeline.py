@@ -145,6 +145,7 @@ def test_every_step_is_named_and_the_list_is_the_whole_path(world):
     ({"url": "https://shop.example/", "props": {"k" * 65: "v"}}, "1 to 64 characters"),
     ({"url": "https://shop.example/", "props": {"k": "v" * 257}}, "longer than 256"),
     ({"url": "https://shop.example/", "props": {"k": 3}}, "must be a string"),
+    ({"type": "event", "name": "signup jan@example.nl", "url": "https://shop.example/"}, "'name' looks like it holds"),
 ])
 def test_bad_input_is_a_400_before_the_pipeline(world, body, message):
     config, *_ = world
@@ -155,12 +156,13 @@ def test_bad_input_is_a_400_before_the_pipeline(world, body, message):
 
 def test_property_values_that_are_personal_data_are_dropped_and_named(world):
     config, signer, _, pipeline, kept, _ = world
-    props = {"plan": "pro", "mail": "Jan <jan@example.nl>", "ip": "client 203.0.113.9", "v6": "2001:db8::7",
-             "id": "0123456789abcdef0123456789abcdef", "version": "v1.2.3", "time": "12:30"}
+    props = {"plan": "pro", "mail": "Jan <jan@example.nl>", "ip": "client 203.0.113.9.", "v6": "ip:2001:db8::7",
+             "id": "0123456789abcdef0123456789abcdef", "version": "v1.2.3", "time": "12:30", "cpp": "std::string",
+             "203.0.113.10": "a key that is an address"}
     hit = hit_of(config, {**PAGE, "props": props}, token_for(signer, analytics=True))
-    assert sorted(hit.screened) == ["email", "id", "ip", "ip"]
+    assert sorted(hit.screened) == ["email", "id", "ip", "ip", "ip"]
     pipeline.run(hit)
-    assert hit.record.props == {"plan": "pro", "version": "v1.2.3", "time": "12:30"}
+    assert hit.record.props == {"plan": "pro", "version": "v1.2.3", "time": "12:30", "cpp": "std::string"}
 
 
 def test_records_are_frozen_and_refuse_unknown_fields():

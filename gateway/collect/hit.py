@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from analytics.records import EventRecord
 from gateway.bodies import optional_str
-from gateway.collect.props import parse_props
+from gateway.collect.props import parse_props, personal_data_in
 from gateway.config import SiteConfig
 from gateway.errors import bad_request
 from gateway.tokens import ConsentToken
@@ -96,6 +96,9 @@ def parse_hit(site: SiteConfig, body: dict[str, Any], cookie_token: str, user_ag
     name = optional_str(body, "name", MAX_NAME)
     if hit_type == "event" and not name:
         raise bad_request("an event needs a 'name'")
+    if name and personal_data_in(name):
+        raise bad_request("'name' looks like it holds an e-mail address, an IP address or an id: name the event "
+                          "(\"signup\"), and put details without personal data in 'props'")
     url = optional_str(body, "url", MAX_URL)
     if not url:
         raise bad_request("'url' is missing: send the page's address")

@@ -19,8 +19,10 @@ MAX_VALUE = 256
 SCREEN_REASONS = ("email", "ip", "id")
 
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]{2,}")
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6_CANDIDATE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+# "at 203.0.113.7." ends a sentence with an address; "10.0.0.1.5" is a version, not one.
+_IPV4 = re.compile(r"(?<!\d)(?<!\d\.)(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+# Starts and ends at a word boundary, so "Foo::Bar" and "std::string" hold no candidate.
+_IPV6_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?![0-9A-Za-z])")
 _ID = re.compile(r"(?<![0-9a-f])(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f])",
                  re.IGNORECASE)
 
@@ -39,11 +41,17 @@ def personal_data_in(value: str) -> str:
 
 
 def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip(":") if text.count(":") < 2 else text)
-    except ValueError:
-        return False
-    return True
+    if not any(c.isdigit() for c in text):
+        return False  # "a::b" and "::" parse as IPv6, but no address a person has is written so
+    # A candidate may end in a sentence's full stop or follow a label's colon ("ip:2001:db8::1."):
+    # the address is also tried without them.
+    for candidate in (text, text.rstrip("."), text.rstrip(".:"), text.strip(".:"), text.lstrip(".:").rstrip(".")):
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 def parse_props(value: Any) -> tuple[dict[str, str], list[str]]:
@@ -63,7 +71,7 @@ def parse_props(value: Any) -> tuple[dict[str, str], list[str]]:
             raise bad_request(f"'props.{key[:40]}' must be a string, got {type(item).__name__}: send strings only")
         if len(item) > MAX_VALUE:
             raise bad_request(f"'props.{key[:40]}' is longer than {MAX_VALUE} characters: send less")
-        reason = personal_data_in(item)
+        reason = personal_data_in(key) or personal_data_in(item)  # a key is stored as much as its value
         if reason:
             dropped.append(reason)
         else:

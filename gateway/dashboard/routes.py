@@ -2,6 +2,8 @@
 
 Login and logout are form posts: they refuse another origin's page (CSRF; the session cookie
 is SameSite=Strict as well) and redirect only to /dashboard, whatever the request says.
+Logout ends a shared link's session in the browser too (cookie `cg_share`): otherwise /dashboard
+would open that session again, and "Log out" would leave the browser logged in.
 
 The chart library (Chart.js) is the npm package that scripts/setup installs into
 node_modules/ from the committed package-lock.json; the gateway serves it itself, so
@@ -21,7 +23,7 @@ from gateway.clientip import is_https
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.services import Services
-from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, TokenAuth
+from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +81,17 @@ def _set_session_cookie(response: Response, request: Request, config: GatewayCon
                             secure=secure, path="/")
 
 
+def _clear_share_cookie(response: Response, request: Request, config: GatewayConfig) -> None:
+    """Ends a shared link's session in this browser. The deletion carries the attributes the cookie was set
+    with (gateway/share_api.py): over https a Partitioned cookie, which only a partitioned Set-Cookie removes."""
+    if is_https(request, config.trusted_proxies):
+        response.delete_cookie(SHARE_COOKIE, path="/", httponly=True, samesite="none", secure=True)
+        name, header = response.raw_headers[-1]
+        response.raw_headers[-1] = (name, header + b"; Partitioned")
+    else:
+        response.delete_cookie(SHARE_COOKIE, path="/", httponly=True, samesite="lax")
+
+
 async def dashboard(request: Request) -> Response:
     auth: TokenAuth = request.app.state.token_auth
     if auth.session_access(request) is None:
@@ -112,6 +125,8 @@ async def logout(request: Request) -> Response:
     auth.end_session(request)
     response = RedirectResponse("/dashboard", status_code=303)
     _set_session_cookie(response, request, services.config, None)
+    if SHARE_COOKIE in request.cookies:  # else /dashboard would open the shared link's session again
+        _clear_share_cookie(response, request, services.config)
     return response
 
 

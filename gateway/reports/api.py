@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics.report import PERIODS, last_closed_period
+from gateway.sites import site_named
 from gateway.admin_api import _admin_services
 from gateway.bodies import read_json_object
 from gateway.config import is_email
-from gateway.errors import GatewayError, bad_request, unknown_site
+from gateway.errors import GatewayError, bad_request
 from gateway.mailer import MailError
 from gateway.reports.send import send_report
 
@@ -25,10 +26,7 @@ MAX_RECIPIENTS = 20
 
 async def send_now(request: Request) -> JSONResponse:
     services = _admin_services(request)
-    name = request.path_params["site"]
-    site = services.config.sites.get(name)
-    if site is None:
-        raise unknown_site(name)
+    site = site_named(services.config, request.path_params["site"])
     body = await read_json_object(request, 8192)
     unknown = sorted(set(body) - {"to", "period"})
     if unknown:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.sync_api import Browser, Page
 
+from dashboard_page import kpi, painted_pixels, wait_loaded
 from gateway.demo import DEMO_TOKEN
 from harness import ROOT, UA_CHROME
 
@@ -22,27 +23,10 @@ XSS_PATH = "/<img src=x onerror=window.__xss=1>"
 XSS_CAMPAIGN = "<script>window.__xss=2</script>"
 
 
-def painted_pixels(page: Page, canvas_id: str) -> int:
-    """How many pixels of a canvas are not transparent: 0 for a chart that was not drawn."""
-    return page.evaluate("""(id) => { const c = document.getElementById(id);
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""", canvas_id)
-
-
 def api(demo, path: str, **params: str) -> dict:
     r = httpx.get(f"{demo.gateway}/api/stats/demo/{path}", params=params, headers={"Authorization": f"Bearer {TOKEN}"})
     r.raise_for_status()
     return r.json()
-
-
-def kpi(page: Page, label: str) -> int:
-    card = page.locator(".kpi", has=page.locator(".kpi-label", has_text=label))
-    return int(card.locator(".kpi-value").inner_text().replace(",", "").replace(".", "").replace("\u202f", ""))
-
-
-def wait_loaded(page: Page) -> None:
-    page.wait_for_function("() => !document.body.classList.contains('loading') && document.querySelectorAll('.kpi').length === 6")
-    page.wait_for_load_state("networkidle")
 
 
 def log_in(browser: Browser, demo, **context: object) -> tuple[Page, list[str]]:

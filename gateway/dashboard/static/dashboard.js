@@ -22,7 +22,12 @@
   const LABELS = { page: "Page", event: "Event", country: "Country", browser: "Browser", os: "OS", device: "Device",
     referrer_host: "Referrer", source: "Channel", utm_source: "UTM source", utm_medium: "UTM medium", utm_campaign: "Campaign" };
 
-  const state = { site: "", range: "30d", from: "", to: "", compare: true, interval: "day", filters: {}, tabs: {} };
+  const state = { site: "", range: "30d", from: "", to: "", compare: true, interval: "day", filters: {}, tabs: {},
+    propEvent: "", propName: "" };
+  const PROP = "prop.";  // a filter on a custom event property: prop.NAME=VALUE
+  const MAX_PROP_NAME = 64;  // as collect stores property names
+  const filterLabel = (k) => (k.startsWith(PROP) ? `Property ${k.slice(PROP.length)}` : LABELS[k]);
+  const isFilter = (k) => Boolean(LABELS[k]) || (k.startsWith(PROP) && k.length > PROP.length && k.length <= PROP.length + MAX_PROP_NAME);
   const charts = {};
   let loadSeq = 0;
 
@@ -64,6 +69,8 @@
     if (!state.compare) p.set("compare", "0");
     p.set("interval", state.interval);
     for (const [k, v] of Object.entries(state.filters)) p.set("f." + k, v);
+    if (state.propName) p.set("prop", state.propName);
+    if (state.propEvent) p.set("prop_event", state.propEvent);
     history.replaceState(null, "", "#" + p.toString());
   }
   function loadHash() {
@@ -74,14 +81,19 @@
     state.compare = p.get("compare") !== "0";
     state.interval = p.get("interval") || state.interval;
     state.filters = {};
-    for (const [k, v] of p.entries()) if (k.startsWith("f.") && LABELS[k.slice(2)]) state.filters[k.slice(2)] = v;
+    for (const [k, v] of p.entries()) if (k.startsWith("f.") && isFilter(k.slice(2))) state.filters[k.slice(2)] = v;
+    state.propName = (p.get("prop") || "").slice(0, MAX_PROP_NAME);
+    state.propEvent = p.get("prop_event") || "";
   }
 
   // ---- API ---------------------------------------------------------------------------------
+  // The session ended (logged out elsewhere, expired, a shared link revoked): load this page's own address
+  // again, /dashboard (its login form) or /share/... (the link's password form, or why it no longer opens).
+  function sessionEnded() { location.assign(location.pathname); return new Error("the session ended"); }
   async function api(path, params = {}) {
     const qs = new URLSearchParams(params).toString();
     const r = await fetch(`/api/stats/${path}${qs ? "?" + qs : ""}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (r.status === 401) { location.href = "/dashboard"; throw new Error("logged out"); }
+    if (r.status === 401) throw sessionEnded();
     const body = await r.json();
     if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
     return body;
@@ -90,12 +102,15 @@
   async function send(method, path, body) {
     const r = await fetch(`/api/stats/${path}`, { method, credentials: "same-origin",
       headers: { Accept: "application/json", "Content-Type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
-    if (r.status === 401) { location.href = "/dashboard"; throw new Error("logged out"); }
+    if (r.status === 401) throw sessionEnded();
     const answer = await r.json();
     if (!r.ok) throw new Error(answer.detail || answer.error || r.statusText);
     return answer;
   }
   const site = () => encodeURIComponent(state.site);
+  // Per site, whether this session may change it (false in a shared link's session): from /api/stats/sites.
+  const writable = {};
+  const canWrite = () => writable[state.site] === true;
   function params(extra = {}, withFilters = true) {
     const [from, to] = rangeDates();
     return { from, to, ...(withFilters ? state.filters : {}), ...extra };
@@ -199,6 +214,7 @@
     if (seq !== loadSeq) return;
     list.replaceChildren();
     const rows = data.results;
+    if (dim === "event") fillEventPicker(rows.map((r) => r.value));
     if (!rows.length) { list.append(el("li", "empty", "No data in this range")); return; }
     const max = Math.max(...rows.map((r) => r.visitors));
     const counted = dim === "event" ? "events" : "pageviews";
@@ -224,17 +240,23 @@
     if (seq !== loadSeq) return;
     const list = $("goals"); list.replaceChildren();
     $("goal-currency").textContent = data.results.some((g) => g.revenue !== null) ? `revenue in ${data.currency}` : "";
-    if (!data.results.length) { list.append(el("li", "empty", "No goals yet: add one below or in the config")); return; }
+    knownProps(data.results.flatMap((g) => [...Object.keys(g.props || {}), ...(g.revenue_property ? [g.revenue_property] : [])]));
+    if (!data.results.length) {
+      list.append(el("li", "empty", canWrite() ? "No goals yet: add one below or in the config" : "This site has no goals"));
+      return;
+    }
     const legend = el("li", "goal-row legend muted small");
     legend.append(el("span", "", ""), el("span", "row-num", "visitors"), el("span", "row-num", "rate"), el("span", "row-num", "revenue"), el("span"));
     list.append(legend);
     const money = new Intl.NumberFormat(undefined, { style: "currency", currency: data.currency });
     for (const g of data.results) {
       const li = el("li", "goal-row");
-      li.title = g.kind === "page" ? `Page ${g.page}` : `Event ${g.event}`;
+      const matches = Object.entries(g.props || {}).map(([k, v]) => ` where ${k} = ${v}`).join("");
+      li.title = g.kind === "page" ? `Page ${g.page}`
+        : `Event ${g.event}${matches}${g.revenue_property ? `, revenue from ${g.revenue_property}` : ""}`;
       li.append(el("span", "row-value", g.name), el("span", "row-num", fmt.format(g.conversions)),
         el("span", "row-num muted", `${g.conversion_rate}%`), el("span", "row-num", g.revenue === null ? "–" : money.format(g.revenue)));
-      if (g.editable) {
+      if (g.editable && canWrite()) {
         const del = el("button", "del", "✕"); del.type = "button"; del.title = `Delete the goal ${g.name}`;
         del.addEventListener("click", async () => {
           try { await send("DELETE", `${site()}/goals/${encodeURIComponent(g.id)}`); await loadGoals(); }
@@ -250,7 +272,12 @@
     e.preventDefault();
     const kind = $("goal-kind").value, value = $("goal-value").value.trim();
     const body = { name: $("goal-name").value.trim(), [kind]: value };
-    try { await send("POST", `${site()}/goals`, body); $("goal-form").reset(); goalError(null); await loadGoals(); }
+    if (kind === "event") {
+      const prop = $("goal-prop-name").value.trim(), revenue = $("goal-revenue").value.trim();
+      if (prop) body.props = { [prop]: $("goal-prop-value").value };
+      if (revenue) body.revenue_property = revenue;
+    }
+    try { await send("POST", `${site()}/goals`, body); $("goal-form").reset(); showGoalKind(); goalError(null); await loadGoals(); }
     catch (err) { goalError(err); }
   }
 
@@ -286,12 +313,61 @@
     });
   }
 
+  function showGoalKind() {
+    const page = $("goal-kind").value === "page";
+    $("goal-value").placeholder = page ? "/pricing*" : "signup";
+    $("goal-event-extras").hidden = page;  // only an event goal matches properties and carries revenue
+  }
+
+  // ---- custom event properties ----------------------------------------------------------------
+  function knownProps(names) {
+    // Property names the page knows of (goals' matches and revenue, the one picked): suggestions for the inputs.
+    const list = $("prop-names");
+    const have = new Set([...list.options].map((o) => o.value));
+    for (const n of [...names, state.propName]) if (n && !have.has(n)) { const o = el("option"); o.value = n; list.append(o); have.add(n); }
+  }
+  function fillEventPicker(names) {
+    const picker = $("prop-event");
+    const wanted = state.propEvent;
+    picker.replaceChildren(Object.assign(el("option", "", "Any event"), { value: "" }));
+    for (const n of new Set([...names, wanted])) if (n) { const o = el("option", "", n); o.value = n; picker.append(o); }
+    picker.value = wanted;
+  }
+  async function loadProps() {
+    const seq = loadSeq;
+    const list = $("props");
+    const name = state.propName;
+    if (!name) { list.replaceChildren(el("li", "empty", "Type a property name (as sent with ConsentGate.track) to see its values")); return; }
+    knownProps([name]);
+    list.replaceChildren(el("li", "empty", "Loading…"));
+    const extra = { limit: 8, ...(state.propEvent ? { event: state.propEvent } : {}) };
+    const data = await api(`${site()}/breakdown/${encodeURIComponent("prop:" + name)}`, params(extra));
+    if (seq !== loadSeq || name !== state.propName) return;
+    list.replaceChildren();
+    const rows = data.results;
+    if (!rows.length) { list.append(el("li", "empty", `No hit in this range carries the property ${name}`)); return; }
+    const legend = el("li", "legend muted small");
+    legend.append(el("span", "", ""), el("span", "row-num", "visitors"), el("span", "row-num", "events"));
+    list.append(legend);
+    const max = Math.max(...rows.map((r) => r.visitors));
+    for (const r of rows) {
+      const li = el("li", "row");
+      const btn = el("button", "row-btn"); btn.type = "button";
+      btn.title = `Filter by property ${name}: ${r.value}`;
+      const bar = el("span", "row-bar"); bar.style.width = `${(100 * r.visitors) / max}%`;
+      btn.append(bar, el("span", "row-value", r.value), el("span", "row-num", fmt.format(r.visitors)),
+        el("span", "row-num muted", fmt.format(r.events)));
+      btn.addEventListener("click", () => { state.filters[PROP + name] = r.value; reload(); });
+      li.append(btn); list.append(li);
+    }
+  }
+
   function renderFilters() {
     const box = $("filters"); box.replaceChildren();
     for (const [k, v] of Object.entries(state.filters)) {
       const chip = el("button", "chip"); chip.type = "button";
       chip.title = "Remove this filter";
-      chip.append(el("span", "chip-key", `${LABELS[k]} is `), el("b", "", v || "(none)"), el("span", "chip-x", " ✕"));
+      chip.append(el("span", "chip-key", `${filterLabel(k)} is `), el("b", "", v || "(none)"), el("span", "chip-x", " ✕"));
       chip.addEventListener("click", () => { delete state.filters[k]; reload(); });
       box.append(chip);
     }
@@ -313,6 +389,7 @@
     loadSeq += 1;
     const seq = loadSeq;
     saveHash(); renderFilters(); showError(null);
+    $("goal-form").hidden = !canWrite();
     const [from, to] = rangeDates();
     if (state.interval === "hour" && dayCount(from, to) > 31) { state.interval = "day"; $("interval").value = "day"; saveHash(); }
     document.body.classList.add("loading");
@@ -324,7 +401,7 @@
         state.compare ? api(`${site()}/timeseries`, { ...state.filters, from: prevFrom, to: prevTo, interval: state.interval }) : null,
         api(`${site()}/consent`, params({}, false)),
         ...Object.keys(PANELS).map((name) => loadPanel(document.querySelector(`[data-panel="${name}"]`), name)),
-        loadGoals(), loadFunnels(),
+        loadGoals(), loadFunnels(), loadProps(),
         loadRealtime(),
       ]);
       if (seq !== loadSeq) return;
@@ -344,12 +421,15 @@
     loadHash();
     const { sites } = await api("sites");
     const picker = $("site");
-    for (const s of sites) { const o = el("option", "", s.name); o.value = s.name; picker.append(o); timezones[s.name] = s.timezone; }
+    for (const s of sites) {
+      const o = el("option", "", s.name); o.value = s.name; picker.append(o);
+      timezones[s.name] = s.timezone; writable[s.name] = s.can_write === true;
+    }
     if (!sites.some((s) => s.name === state.site)) state.site = sites.length ? sites[0].name : "";
     picker.value = state.site; $("range").value = state.range; $("compare").checked = state.compare; $("interval").value = state.interval;
     const [from, to] = rangeDates(); $("from").value = from; $("to").value = to;
     $("custom").hidden = state.range !== "custom";
-    picker.addEventListener("change", () => { state.site = picker.value; state.filters = {}; reload(); });
+    picker.addEventListener("change", () => { state.site = picker.value; state.filters = {}; state.propEvent = ""; reload(); });
     $("range").addEventListener("change", (e) => {
       state.range = e.target.value;
       $("custom").hidden = state.range !== "custom";
@@ -365,7 +445,10 @@
     $("compare").addEventListener("change", (e) => { state.compare = e.target.checked; reload(); });
     $("interval").addEventListener("change", (e) => { state.interval = e.target.value; reload(); });
     $("goal-form").addEventListener("submit", addGoal);
-    $("goal-kind").addEventListener("change", (e) => { $("goal-value").placeholder = e.target.value === "page" ? "/pricing*" : "signup"; });
+    $("goal-kind").addEventListener("change", showGoalKind);
+    $("prop-name").value = state.propName;
+    $("prop-name").addEventListener("change", (e) => { state.propName = e.target.value.trim(); saveHash(); loadProps().catch(showError); });
+    $("prop-event").addEventListener("change", (e) => { state.propEvent = e.target.value; saveHash(); loadProps().catch(showError); });
     $("funnel").addEventListener("change", () => { loadFunnel().catch(showError); });
     setInterval(loadRealtime, 15000);
     if (state.site) await reload(); else showError(new Error("this gateway has no sites configured"));
