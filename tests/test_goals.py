@@ -138,9 +138,10 @@ def test_config_and_api_goals_are_listed(api):
 
 @pytest.mark.parametrize("filters", [{}, {"country": "BE"}, {"source": "search"}, {"page": "/"},
                                      {"prop.plan": "basic"}, {"utm_medium": "email"}])
-def test_conversions_match_the_hits(api, filters):
+def test_conversions_match_the_hits(gw, api, filters):
+    """From the tables too: no visit of the test data crosses the range's first or last midnight."""
     body = api.get("/shop/conversions", params=rng(**filters)).json()
-    assert body["currency"] == "USD" and body["exact"] is True
+    assert body["currency"] == "USD" and body["exact"] is not gw.tables
     assert body["visitors"] == len({h.visitor for h, _ in counted_hits(filters)})
     by_name = {r["name"]: r for r in body["results"]}
     for goal in CONFIG_GOALS + API_GOALS:

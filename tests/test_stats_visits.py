@@ -29,6 +29,8 @@ from test_stats_api import (  # noqa: F401  (imported tests run again against th
     test_weekly_and_monthly_buckets_add_up, visits_of,
 )
 
+# Every range counts as large, and the builder looks twice a second.
+TABLES = {"stats_exact_below": 0, "stats_refresh_seconds": 0.5}
 NOW = datetime.now(timezone.utc)
 # Hits before the live cut (the start of the last full hour) are in the tables, later ones live.
 CUT = live_cut(NOW).replace(tzinfo=timezone.utc)
@@ -53,7 +55,7 @@ def recent_hits(erased: str) -> list[Hit]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("stats-visits")
-    config = write_config(folder, gateway={"stats_exact_below": 0, "stats_refresh_seconds": 0.5},
+    config = write_config(folder, gateway=TABLES,
                           sites={**SITES, "recent": {"origins": [SITE_ORIGIN]}})
     process = GatewayProcess(config, folder).start()
     with process.client() as c:  # a consent id whose past hits the erasure test erases
@@ -73,6 +75,16 @@ def gw(tmp_path_factory: pytest.TempPathFactory):
         raise AssertionError("the visits table was not built within 60 s:\n" + process.logs()[-3000:])
     yield process
     process.kill()
+
+
+def wait_for_tables(url: str, site: str, params: dict[str, str]) -> None:
+    """Waits until the tables answer `site`'s summary over the range (the first stats request starts the builder)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/api/stats/{site}/summary", params=params, headers=AUTH).json()["exact"] is False:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the visits table was not built within 60 s for {site}")
 
 
 def recent_range() -> dict[str, str]:

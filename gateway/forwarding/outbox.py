@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.spool import SEGMENT_BYTES, GroupCommit, Position, SpoolReader, SpoolWriter, remove_finished_segments
-from analytics.records import ForwardRecord, as_dict
+from analytics.records import EventRecord, ForwardRecord, as_dict
 from gateway.collect.hit import Hit
 from gateway.collect.pipeline import random_uuid
 
@@ -38,11 +38,17 @@ class Delivery:
     user_agent: str
 
     @classmethod
+    def for_record(cls, record: EventRecord, vendor: str, issued_ms: int, choices: dict[str, bool], user_agent: str,
+                   delivery_id: str = "") -> "Delivery":
+        """The delivery of one stored-form event to one vendor: the record without its site and visitor id."""
+        event = {k: v for k, v in as_dict(record).items() if k not in _NOT_FORWARDED}
+        return cls(delivery_id or random_uuid(), record.site, vendor, record.visitor_id, issued_ms, dict(choices),
+                   event, user_agent)
+
+    @classmethod
     def from_hit(cls, hit: Hit, vendor: str) -> "Delivery":
         assert hit.token is not None and hit.record is not None
-        event = {k: v for k, v in as_dict(hit.record).items() if k not in _NOT_FORWARDED}
-        return cls(random_uuid(), hit.site.name, vendor, hit.token.consent_id, hit.token.issued_ms,
-                   dict(hit.token.choices), event, hit.user_agent)
+        return cls.for_record(hit.record, vendor, hit.token.issued_ms, hit.token.choices, hit.user_agent)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Delivery":

@@ -7,6 +7,7 @@ from typing import TextIO
 
 import httpx
 
+from analytics.records import EventRecord
 from gateway.config import GatewayConfig
 from gateway.forwarding.outbox import Delivery
 from gateway.forwarding.vendors import build_vendor
@@ -18,15 +19,16 @@ def synthetic_delivery(config: GatewayConfig, site_name: str, vendor_name: str) 
     site = config.sites[site_name]
     origin = site.origins[0] if site.origins else "https://www.example.com"
     now = time.time()
-    event = {"event_id": "00000000-0000-4000-8000-000000000000", "type": "pageview", "name": "",
-             "timestamp": round(now, 3), "url": f"{origin}/consentgate-vendor-test",
-             "hostname": origin.split("://", 1)[-1], "path": "/consentgate-vendor-test", "referrer": "",
-             "referrer_host": "", "utm_source": "consentgate", "utm_medium": "test", "utm_campaign": "vendor-test",
-             "browser": "Firefox", "browser_version": "120", "os": "Linux", "device": "desktop", "country": "",
-             "ip": TEST_IP}
+    event = EventRecord(event_id="00000000-0000-4000-8000-000000000000", site=site.name, timestamp=round(now, 3),
+                        type="pageview", name="", visitor_id="consentgate-vendor-test",
+                        url=f"{origin}/consentgate-vendor-test", hostname=origin.split("://", 1)[-1],
+                        path="/consentgate-vendor-test", referrer="", referrer_host="", utm_source="consentgate",
+                        utm_medium="test", utm_campaign="vendor-test", browser="Firefox", browser_version="120",
+                        os="Linux", device="desktop", country="", ip=TEST_IP, props={})
     choices = {"preferences": True, "analytics": True, "marketing": True}
-    return Delivery("00000000-0000-4000-8000-000000000001", site.name, vendor_name, "consentgate-vendor-test",
-                    int(now * 1000), choices, event, "consentgate vendors test (Mozilla/5.0 compatible)")
+    return Delivery.for_record(event, vendor_name, int(now * 1000), choices,
+                               "consentgate vendors test (Mozilla/5.0 compatible)",
+                               delivery_id="00000000-0000-4000-8000-000000000001")
 
 
 def send_test_hit(config: GatewayConfig, site_name: str, vendor_name: str, out: TextIO = sys.stdout) -> int:

@@ -117,6 +117,9 @@ def test_the_properties_panel_breaks_down_and_filters_by_a_property(browser: Bro
     assert shown_props(page) == purchases
     page.select_option("#prop-event", "")
     wait_props(page, every)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")  # the sticky top bar at the top of the full-page shot
+    page.screenshot(path=str(SHOTS / "dashboard-properties.png"), full_page=True)
 
     # a row is a filter: a chip, the hash, every figure of the page filtered by prop.plan=pro
     page.locator("#props .row-btn", has=page.locator(".row-value", has_text="pro")).first.click()
@@ -128,8 +131,6 @@ def test_the_properties_panel_breaks_down_and_filters_by_a_property(browser: Bro
     assert kpi(page, "Visitors") == len(pro_visitors) == 3
     wait_props(page, [("pro", 0, 0)])
     assert shown_props(page) == prop_reference("shop", "plan", {"prop.plan": "pro"})
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "dashboard-properties.png"), full_page=True)
 
     # the filter is in the address: a reload keeps it; removing the chip removes it
     page.reload()
