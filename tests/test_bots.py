@@ -20,7 +20,7 @@ from crawleruseragents import CRAWLER_USER_AGENTS_DATA
 from gateway.collect.behaviour import VisitorRate
 from gateway.collect.useragent import EXTRA_TOOLS, edge_user_agent, is_bot, parse_user_agent
 from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, write_config
-from stats_seed import Hit, seed
+from stats_seed import Hit, seed, visits_of
 
 sys.path.insert(0, str(ROOT / "bench"))
 from collect_bench import USER_AGENTS  # noqa: E402
@@ -166,18 +166,7 @@ def bulk_hits() -> list[Hit]:
 def expected_without_bulk(hits: list[Hit]) -> tuple[dict[str, int], Counter, int]:
     """Totals and pageviews per path of the visits left after dropping the visitor-days with LIMIT or more
     one-hit visits, and how many visitor-days were dropped (a plain-Python sessionization)."""
-    by_visitor: dict[str, list[Hit]] = {}
-    for h in sorted(hits, key=lambda h: h.at):
-        by_visitor.setdefault(h.visitor, []).append(h)
-    visits = []
-    for own in by_visitor.values():
-        current = [own[0]]
-        for prev, h in zip(own, own[1:]):
-            if (h.at - prev.at).total_seconds() > 30 * 60:
-                visits.append(current)
-                current = []
-            current.append(h)
-        visits.append(current)
+    visits = visits_of(hits)
     one_hit = Counter((v[0].visitor, v[0].at.date()) for v in visits if len(v) == 1)
     dropped = {key for key, n in one_hit.items() if n >= LIMIT}
     kept = [v for v in visits if (v[0].visitor, v[0].at.date()) not in dropped]

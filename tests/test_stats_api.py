@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from harness import SITE_ORIGIN, STATS_TOKEN, UA_CHROME, GatewayProcess, grant, write_config
-from stats_seed import Decision, Hit, seed
+from stats_seed import Decision, Hit, seed, visits_of
 
 TOKEN = STATS_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -96,23 +96,6 @@ HIT_FILTER_FIELD = {"page": "path", "event": "name", "country": "country", "brow
 
 def in_range(hits: list[Hit], start: date, end: date, zone: ZoneInfo = AMS, site: str = "shop") -> list[Hit]:
     return [h for h in hits if h.site == site and start <= h.at.astimezone(zone).date() <= end]
-
-
-def visits_of(hits: list[Hit]) -> list[list[Hit]]:
-    by_visitor: dict[str, list[Hit]] = defaultdict(list)
-    for h in hits:
-        by_visitor[h.visitor].append(h)
-    visits = []
-    for own in by_visitor.values():
-        own.sort(key=lambda h: h.at)
-        current = [own[0]]
-        for prev, h in zip(own, own[1:]):
-            if (h.at - prev.at).total_seconds() > 30 * 60:
-                visits.append(current)
-                current = []
-            current.append(h)
-        visits.append(current)
-    return visits
 
 
 def source_of(first: Hit) -> str:
