@@ -132,26 +132,33 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=400)
     parser.add_argument("--durability", choices=["machine", "process", "both"], default="machine",
                         help="the gateway's durability setting; both: one gateway of each, rounds interleaved")
+    parser.add_argument("--baseline", help="another checkout (e.g. `git worktree add /tmp/old COMMIT`) served side by "
+                                           "side as gw-baseline, with the first gateway's settings: before/after")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: run scripts/setup (it installs Debian's wrk)")
     work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     modes = ["machine", "process"] if args.durability == "both" else [args.durability]
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline is not None:
+        modes.append("baseline")  # the other checkout, same settings as the first gateway
     names = {m: "gateway" if len(modes) == 1 else f"gw-{m}" for m in modes}
     py = sys.executable
     configs, gateways, ports = {}, {}, {}
     for mode in modes:
         folder = work / mode
         folder.mkdir()
+        tree = baseline if mode == "baseline" and baseline is not None else ROOT
+        # wrk replays 3 hits per visitor thousands of times a minute: the rate check runs, never trips
+        rate = {"bot_hits_per_minute": 1_000_000_000} if "bot_hits_per_minute" in (tree / "gateway" / "config.py").read_text() else {}
         configs[mode] = write_config(folder, gateway={
-            "trusted_proxies": ["127.0.0.1/32"], "consent_rate_per_minute": 1_000_000, "durability": mode,
-            # wrk replays 3 hits per visitor thousands of times a minute: the rate check runs, never trips
-            "bot_hits_per_minute": 1_000_000_000,
+            "trusted_proxies": ["127.0.0.1/32"], "consent_rate_per_minute": 1_000_000,
+            "durability": modes[0] if mode == "baseline" else mode, **rate,
             "flush_interval": float(os.environ.get("CG_FLUSH", "1.0")),
             **({"commit_interval_ms": float(os.environ["CG_COMMIT_MS"])} if "CG_COMMIT_MS" in os.environ else {})}, sites={"bench": {"origins": ["https://www.example.com"]}})
         ports[mode] = free_port()
         gateways[mode] = serve([py, "-m", "gateway.cli", "serve", "--config", str(configs[mode]), "--host", "127.0.0.1"],
-                               ports[mode], folder / "gateway.log")
+                               ports[mode], folder / "gateway.log", cwd=tree)
     bare_port = free_port()
     bare = serve([py, "-m", "uvicorn", "bare_app:app", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
                   "--host", "127.0.0.1"], bare_port, work / "bare.log", cwd=ROOT / "bench")
@@ -212,7 +219,7 @@ def main() -> None:
               f"({'OK' if in_store[mode] >= g['stored'] else 'LOST HITS'}; the store may hold a few more: "
               f"hits answered after wrk stopped counting)")
         failed |= in_store[mode] < g["stored"] or bool(g["errors"])
-    if len(modes) == 2:
+    if "machine" in names and "process" in names:
         m, p = results[names["machine"]], results[names["process"]]
         summary["machine_over_process"] = m["rps"] / p["rps"]
         per_round = sorted(x["rps"] / y["rps"] for x, y in zip(rounds[names["machine"]], rounds[names["process"]]))
@@ -220,9 +227,16 @@ def main() -> None:
         print(f"\ndurability machine / process: throughput {m['rps'] / p['rps']:.2f} (target >= 0.9; per round, "
               f"sorted: {', '.join(f'{r:.2f}' for r in per_round)}), "
               f"p99 {m['p99_ms']:.1f} ms vs {p['p99_ms']:.1f} ms (+{m['p99_ms'] - p['p99_ms']:.1f} ms, target <= 15)")
+    if baseline is not None:
+        new, old = results[names[modes[0]]], results[names["baseline"]]
+        per_round = sorted(x["rps"] / y["rps"] for x, y in zip(rounds[names[modes[0]]], rounds[names["baseline"]]))
+        summary["over_baseline"] = new["rps"] / old["rps"]
+        print(f"\n{names[modes[0]]} / baseline ({baseline}): throughput {new['rps'] / old['rps']:.2f} (per round, "
+              f"sorted: {', '.join(f'{r:.2f}' for r in per_round)}), CPU per hit {new['cpu_us']:.0f} vs "
+              f"{old['cpu_us']:.0f} us")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    suffix = ("-flood" if args.flood else "") + ("-durability" if len(modes) == 2 else "")
+    suffix = ("-flood" if args.flood else "") + ("-durability" if args.durability == "both" else "") + ("-baseline" if baseline else "")
     (out / f"collect{suffix}.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     if failed:
