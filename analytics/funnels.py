@@ -3,7 +3,8 @@
 A visit reaches step k when it holds hits h1, ..., hk at strictly increasing times, hi completing step i
 (other hits may come between them; one hit completes one step). ClickHouse answers it: the range's hits
 are cut into visits per visitor (as analytics/stats.py does), and each visit that passes the filters is
-one windowFunnel in `strict_increase` mode over its hits. Per step: the visitors with a visit that reached it, the visits that
+one windowFunnel in `strict_increase` mode over its hits; large ranges read each visit's hit arrays from the
+visits table instead (the same count, with a visit crossing the range's ends counted whole: `exact` false). Per step: the visitors with a visit that reached it, the visits that
 did, and the drop-off from the step before. Funnels come from the config (`[[sites.NAME.funnels]]`) and
 from the API, stored like goals.
 """
@@ -131,16 +132,21 @@ def _levels(n: int) -> str:
 
 
 def _from_visits(q: stats.StatsQuery, cov: Coverage, conds: list[str]) -> str:
-    """SQL of the funnel's counts from the visits table (large ranges): per passing visit, a mask of the steps
-    each of its hits completes, then one pass over its hits in time order (arrayFold) takes each step at the
-    first hit that completes it later than the step before - the earliest such hit serves best, so this is
-    the deepest step reached, as windowFunnel's `strict_increase` counts it."""
+    """SQL of the funnel's counts from the visits table (large ranges). Per passing visit, a mask of the steps each
+    of its hits completes; then step k is taken at the first hit (in time order) that completes it later than
+    step k - 1 was taken: the earliest such hit serves best, so the number of steps taken is the deepest one
+    reached, as windowFunnel's `strict_increase` counts it. One vectorized array pass per step (arrayFold, one
+    pass per hit, is 3x slower)."""
     masks = stats.over_hits("arrayMap", " + ".join(f"toUInt16({c}) * {1 << i}" for i, c in enumerate(conds)))
-    level = ("arrayFold((acc, m, t) -> if(bitTest(m, acc.1) AND toInt64(t) > acc.2, (toUInt32(acc.1 + 1), toInt64(t)), acc), "
-             f"{masks}, hit_ms, (toUInt32(0), toInt64(-1))).1")
+    taken = ["arrayFirstIndex(m -> bitTest(m, 0), masks) AS i1"]
+    for k in range(2, len(conds) + 1):
+        taken.append(f"if(i{k - 1} = 0, 0, arrayFirstIndex((m, t) -> bitTest(m, {k - 1}) AND t > hit_ms[i{k - 1}], "
+                     f"masks, hit_ms)) AS i{k}")
+    level = " + ".join(f"(i{k} > 0)" for k in range(1, len(conds) + 1))
     arrays = ("hit_ms", *(HIT_ARRAYS[c] for c in stats.hit_columns_in(*conds)))
     return f"""SELECT {_levels(len(conds))} FROM (
-                   SELECT visitor_hash, {level} AS level FROM ({stats.visit_rows(q, cov, "", arrays)}))"""
+                   SELECT visitor_hash, {masks} AS masks, {", ".join(taken)}, {level} AS level
+                   FROM ({stats.visit_rows(q, cov, "", arrays)}))"""
 
 
 def _from_hits(q: stats.StatsQuery, conds: list[str]) -> str:

@@ -178,6 +178,12 @@ class Params:
 def match_sql(goal: Goal, params: Params) -> str:
     """SQL, true for an `events` row that completes the goal."""
     if goal.page:
+        # A pattern without `*`, or with one at the end only, is an equality or a prefix: on the visits table's
+        # dictionary-encoded paths 3-10x cheaper than LIKE, which answers the other patterns.
+        if "*" not in goal.page:
+            return f"(type = 'pageview' AND path = {params.add(goal.page)})"
+        if goal.page.find("*") == len(goal.page) - 1:
+            return f"(type = 'pageview' AND startsWith(path, {params.add(goal.page[:-1])}))"
         return f"(type = 'pageview' AND path LIKE {params.add(like_pattern(goal.page))})"
     conds = [f"type = 'event'", f"name = {params.add(goal.event)}"]
     conds += [f"props[{params.add(k)}] = {params.add(v)}" for k, v in goal.props]

@@ -17,8 +17,10 @@ Large ranges (StatsQuery.exact_below hits or more) are answered faster and nearl
 from the per-visit table (analytics/visits.py: closed days prebuilt, the last hours live), a
 visit that crosses the range's first or last midnight counts whole on the day it started, and
 distinct visitors are counted with a sketch (visits.SKETCH: exact up to hundreds, then about
-1.6 % off), and hit breakdowns and timeseries merge hourly rollups (hit_hours).
-Smaller ranges, and large ones with hit filters, are sessionized from the hits, exactly.
+1.6 % off), and hit breakdowns and timeseries merge hourly rollups (hit_hours). With filters, each
+visit's hits come from its row's hit arrays (visits.HIT_ARRAYS): a hit filter is a lambda over them
+(over_hits), and hit-level reports unroll them (table_hits); goals and funnels read them too.
+Smaller ranges are sessionized from the hits, exactly.
 """
 from __future__ import annotations
 

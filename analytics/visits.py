@@ -368,18 +368,18 @@ class Coverage:
 def coverage(store: Store, site: str, lo: datetime, hi: datetime) -> Coverage | None:
     """The built days from the one holding `lo` on, without a gap, up to the first open one; None when the
     day of `lo` is not built. Days before a site's first built day held no hits when the builder last
-    looked: they count as built."""
-    rows = store.query("""SELECT day, argMax(build, built_at), argMax(hits, built_at), argMax(until, built_at)
+    looked: they count as built. A day built with an older LAYOUT counts as not built."""
+    rows = store.query("""SELECT day, argMax(build, built_at), argMax(hits, built_at), argMax(until, built_at),
+                                 argMax(layout, built_at) = {layout:UInt16}
                           FROM {db}.visit_days WHERE site = {site:String} AND day <= {last:Date}
-                          GROUP BY day HAVING argMax(layout, built_at) = {layout:UInt16} ORDER BY day""",
-                       {"site": site, "last": hi.date(), "layout": LAYOUT})
+                          GROUP BY day ORDER BY day""", {"site": site, "last": hi.date(), "layout": LAYOUT})
     expect, until, builds, hits = lo.date(), _midnight(lo.date()), [], 0
     if rows and rows[0][0] > expect:
         expect = rows[0][0]
-    for day, build, day_hits, day_until in rows:
+    for day, build, day_hits, day_until, current_layout in rows:
         if day < expect:
             continue
-        if day != expect:
+        if day != expect or not current_layout:  # a gap, or a day built with an older layout: not readable
             break
         builds.append(int(build))
         hits += int(day_hits)

@@ -150,16 +150,10 @@ class TokenAuth:
 
     def share_session_link(self, request: Request) -> str | None:
         """The link_id of the request's shared-link session (signature and age checked), or None."""
-        raw = request.cookies.get(SHARE_COOKIE, "")
-        if not raw or len(raw) > 512:
+        data = self._share_session_data(request)
+        if data is None or not isinstance(data.get("l"), str) or len(data["l"]) > 64:
             return None
-        try:
-            data = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("l"), str) or len(data["l"]) > 64:
-            return None
-        return data["l"]
+        return None if data["sid"] in self._ended else data["l"]  # logged out: ended on the server too
 
     def shared_link_access(self, request: Request) -> StatsAccess | None:
         """Read-only access to one site while the session's link is live (looked up now: revoking ends it)."""
@@ -174,13 +168,24 @@ class TokenAuth:
         return StatsAccess(frozenset({link.site}), read_only=True, shared_link=link.link_id)
 
     def end_session(self, request: Request) -> None:
-        data = self._session(request)
-        if data is None:
-            return
+        """Logs out: the dashboard session and the shared-link session of the request, each ended on the server,
+        so a copy of either cookie no longer opens anything."""
+        ended = [data["sid"] for data in (self._session(request), self._share_session_data(request)) if data]
         now = time.time()
-        while self._ended and (len(self._ended) >= MAX_ENDED_SESSIONS or next(iter(self._ended.values())) < now):
-            self._ended.popitem(last=False)  # oldest first: they expire first too
-        self._ended[data["sid"]] = now + SESSION_MAX_AGE
+        for sid in ended:
+            while self._ended and (len(self._ended) >= MAX_ENDED_SESSIONS or next(iter(self._ended.values())) < now):
+                self._ended.popitem(last=False)  # oldest first: they expire first too
+            self._ended[sid] = now + SESSION_MAX_AGE
+
+    def _share_session_data(self, request: Request) -> dict[str, str] | None:
+        raw = request.cookies.get(SHARE_COOKIE, "")
+        if not raw or len(raw) > 512:
+            return None
+        try:
+            data = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("sid"), str) else None
 
     # ---- checks ---------------------------------------------------------------------------------
 

@@ -128,7 +128,7 @@ def test_a_site_token_reads_only_its_site(scoped_gateway):
             assert r.status_code == 403, (path, r.text)  # an unknown site too: no probing for site names
             assert r.json()["error"] == "forbidden" and "stats_tokens" in r.json()["detail"]
         assert c.get("/api/stats/sites", headers=bearer(SHOP_TOKEN)).json()["sites"] == [
-            {"name": "shop", "timezone": "Europe/Amsterdam"}]
+            {"name": "shop", "timezone": "Europe/Amsterdam", "can_write": True}]
         assert [s["name"] for s in c.get("/api/stats/sites", headers=bearer(OTHER_TOKEN)).json()["sites"]] == ["other"]
         # a global token reads every site; an unknown site is then a plain 404
         assert [s["name"] for s in c.get("/api/stats/sites", headers=bearer(GLOBAL_TOKEN)).json()["sites"]] == ["shop", "other"]

@@ -57,7 +57,7 @@ def test_a_link_reads_its_site_only_and_nothing_else(gateway):
         page = visitor.get(share_path(link))
         assert page.status_code == 200 and 'id="kpis"' in page.text  # the dashboard itself
         assert "cg_share" in visitor.cookies
-        assert visitor.get("/api/stats/sites").json()["sites"] == [{"name": "demo", "timezone": "Europe/Amsterdam"}]
+        assert visitor.get("/api/stats/sites").json()["sites"] == [{"name": "demo", "timezone": "Europe/Amsterdam", "can_write": False}]
         pages = visitor.get("/api/stats/demo/breakdown/page").json()["results"]
         assert pages == [{"value": DEMO_PATH, "visitors": 2, "pageviews": 2}]
         assert visitor.get("/api/stats/demo/summary").json()["current"]["visitors"] == 2
@@ -91,6 +91,21 @@ def test_revoking_ends_the_link_and_its_open_sessions_at_their_next_request(gate
         listed = admin.get("/api/stats/demo/shared-links", headers=AUTH).json()["links"]
         assert link["link_id"] not in [x["link_id"] for x in listed]
         assert admin.delete(f"/api/stats/demo/shared-links/{link['link_id']}", headers=AUTH).status_code == 404
+
+
+def test_log_out_ends_the_shared_session_on_the_server_so_a_copied_cookie_is_dead(gateway):
+    """Logging out clears the browser's cg_share and ends the session itself: a copy of the cookie (taken
+    from the browser before, say) no longer reads the site, though the link stays live."""
+    with gateway.client() as admin, gateway.client() as visitor:
+        link = create(admin)
+        assert visitor.get(share_path(link)).status_code == 200
+        copied = visitor.cookies["cg_share"]
+        assert visitor.post("/dashboard/logout", headers={"Origin": gateway.url}).status_code in (200, 303)
+        with httpx.Client(base_url=gateway.url, cookies={"cg_share": copied}) as thief:
+            assert thief.get("/api/stats/demo/summary").status_code == 401
+        with gateway.client() as fresh:  # the link itself still opens a new session
+            assert fresh.get(share_path(link)).status_code == 200
+            assert fresh.get("/api/stats/demo/summary").status_code == 200
 
 
 def test_a_site_token_manages_its_own_sites_links_only(gateway):

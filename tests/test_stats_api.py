@@ -531,7 +531,7 @@ def test_dashboard_session_login_and_logout(gw):
 
 def test_sites_list(api):
     sites = api.get("/sites").json()["sites"]
-    assert {"name": "ny", "timezone": "America/New_York"} in sites and {s["name"] for s in sites} == {"shop", "other", "ny", "live"}
+    assert {"name": "ny", "timezone": "America/New_York", "can_write": True} in sites and {s["name"] for s in sites} == {"shop", "other", "ny", "live"}
 
 
 def test_openapi_document_lists_every_route(gw):
