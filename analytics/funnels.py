@@ -16,7 +16,7 @@ from typing import Any
 from analytics import stats
 from analytics.goals import MAX_NAME, Goal, GoalError, Params, match_sql, parse_goal, stored_definitions
 from analytics.store import Store
-from analytics.visits import HIT_ARRAYS, Coverage
+from analytics.visits import HIT_ARRAYS
 
 MIN_STEPS, MAX_STEPS = 2, 8
 MAX_STORED_FUNNELS = 20  # per site, made through the API
@@ -111,7 +111,7 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
     n = len(conds)
     how = stats.plan(store, q)
     if how.coverage is not None:
-        row = store.query_dicts(_from_visits(q, how.coverage, conds), {**stats.params_of(q, how), **params.values})[0]
+        row = store.query_dicts(_from_visits(q, how, conds), {**stats.params_of(q, how), **params.values})[0]
     else:
         row = store.query_dicts(_from_hits(q, conds), {**q.params(), **params.values})[0]
     first = int(row["u1"])
@@ -126,12 +126,13 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
 
 
 def _levels(n: int) -> str:
-    """SQL of u{k} (visitors) and n{k} (visits) with a visit that reached step k, over rows with a `level`."""
+    """SQL of u{k} (visitors) and n{k} (visits) with a visit that reached step k, over rows with a `level`. Exact
+    distinct counts even from the tables: a sketch could show more visitors than visits, or a negative drop-off."""
     return ", ".join(f"uniqExactIf(visitor_hash, level >= {k}) AS u{k}, countIf(level >= {k}) AS n{k}"
                      for k in range(1, n + 1))
 
 
-def _from_visits(q: stats.StatsQuery, cov: Coverage, conds: list[str]) -> str:
+def _from_visits(q: stats.StatsQuery, how: stats.Plan, conds: list[str]) -> str:
     """SQL of the funnel's counts from the visits table (large ranges). Per passing visit, a mask of the steps each
     of its hits completes; then step k is taken at the first hit (in time order) that completes it later than
     step k - 1 was taken: the earliest such hit serves best, so the number of steps taken is the deepest one
@@ -144,9 +145,10 @@ def _from_visits(q: stats.StatsQuery, cov: Coverage, conds: list[str]) -> str:
                      f"masks, hit_ms)) AS i{k}")
     level = " + ".join(f"(i{k} > 0)" for k in range(1, len(conds) + 1))
     arrays = ("hit_ms", *(HIT_ARRAYS[c] for c in stats.hit_columns_in(*conds)))
+    # Only visits holding a hit of the first step enter: the masks are made for those alone.
     return f"""SELECT {_levels(len(conds))} FROM (
                    SELECT visitor_hash, {masks} AS masks, {", ".join(taken)}, {level} AS level
-                   FROM ({stats.visit_rows(q, cov, "", arrays)}))"""
+                   FROM ({stats.visit_rows(q, how.coverage, "", arrays)}) WHERE {stats.over_hits("arrayExists", conds[0])})"""
 
 
 def _from_hits(q: stats.StatsQuery, conds: list[str]) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from analytics import stats
 from analytics.stats import prop_name_problem
 from analytics.store import Store
+from analytics.visits import HIT_ARRAYS
 
 MAX_NAME = 80
 MAX_PATTERN = 512
@@ -260,10 +261,22 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
     params = Params()
     matches = [match_sql(g, params) for g in goals]
     revenues = [revenue_sql(g, params) for g in goals]
-    columns = {name: sql for i, (m, r) in enumerate(zip(matches, revenues)) for name, sql in ((f"m{i}", m), (f"r{i}", r))}
-    picks = ", ".join(f"uniqExactIf(visitor_hash, m{i}) AS c{i}, countIf(m{i}) AS n{i}, sumIf(r{i}, m{i}) AS v{i}"
-                      for i in range(len(goals)))
-    sql = f"SELECT {picks} FROM ({_hits(q, columns, '(' + ' OR '.join(matches) + ')', how)})"
+    if how.coverage is not None:  # per visit of the visits table: its completions and revenue of each goal
+        per_visit = ", ".join(
+            f"{stats.over_hits('arrayCount', m)} AS k{i}, "
+            + (f"{stats.over_hits('arraySum', f'if({m}, {r}, toDecimal64(0, 2))')} AS w{i}" if g.revenue_property
+               else f"toDecimal64(0, 2) AS w{i}")
+            for i, (g, m, r) in enumerate(zip(goals, matches, revenues)))
+        arrays = tuple(HIT_ARRAYS[c] for c in stats.hit_columns_in(*matches, *revenues))
+        picks = ", ".join(f"{how.uniq_if}(visitor_hash, k{i} > 0) AS c{i}, sum(k{i}) AS n{i}, sum(w{i}) AS v{i}"
+                          for i in range(len(goals)))
+        sql = f"SELECT {picks} FROM (SELECT visitor_hash, {per_visit} FROM ({stats.visit_rows(q, how.coverage, '', arrays)}))"
+    else:
+        columns = {name: sql for i, (m, r) in enumerate(zip(matches, revenues))
+                   for name, sql in ((f"m{i}", m), (f"r{i}", r))}
+        picks = ", ".join(f"uniqExactIf(visitor_hash, m{i}) AS c{i}, countIf(m{i}) AS n{i}, sumIf(r{i}, m{i}) AS v{i}"
+                          for i in range(len(goals)))
+        sql = f"SELECT {picks} FROM ({_hits(q, columns, '(' + ' OR '.join(matches) + ')', how)})"
     row = store.query_dicts(sql, {**stats.params_of(q, how), **params.values})[0]
     results = []
     for i, goal in enumerate(goals):

@@ -155,6 +155,11 @@ class Plan:
     def uniq(self) -> str:
         return "uniqExact" if self.exact else SKETCH
 
+    @property
+    def uniq_if(self) -> str:
+        """`uniq` with the -If combinator: (value, condition)."""
+        return "uniqExactIf" if self.exact else SKETCH.replace("(", "If(", 1)
+
 
 def plan(store: Store, q: StatsQuery) -> Plan:
     lo, hi = (t.replace(tzinfo=None) for t in q.bounds())
