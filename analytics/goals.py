@@ -236,12 +236,12 @@ def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stat
     """SQL of the range's hits that complete a goal (`any_goal`) and count (with filters: hits of the visits
     that pass them), as visitor_hash and `columns` (alias -> SQL over an `events` row, or `visit_value`, a column
     of the visit holding the hit). Large ranges read the hits from the visits table (see stats.table_hits)."""
-    if how.coverage is not None:
+    if how.coverage is not None and (q.filters or visit_value):
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         reads = " ".join([*columns.values(), any_goal])
         return (f"SELECT visitor_hash, {picked} FROM ({stats.table_hits(q, how.coverage, reads, visit_value)}) "
                 f"WHERE {any_goal}")
-    if not q.filters:
+    if not q.filters:  # one scan of the matching hits: exact, and as fast as the tables
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         return f"SELECT visitor_hash, {picked} FROM {{db}}.events WHERE {stats.RANGE} AND {any_goal}"
     # only the visitors with such a hit need sessionizing
