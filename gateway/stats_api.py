@@ -334,7 +334,8 @@ async def goal_timeseries(request: Request) -> Response:
     if _wants_csv(request, params):
         return csv_response(rows, ["bucket", "conversions", "completions", "revenue"],
                             f"{q.site}-goal-{q.start}-{q.end}.csv")
-    return _envelope(q, goal=goal.to_json(), currency=site.currency, interval=interval, exact=True, results=rows)
+    how = await _run(stats.plan, services.store, q)  # large ranges read the visits' hit arrays: not exact
+    return _envelope(q, goal=goal.to_json(), currency=site.currency, interval=interval, exact=how.exact, results=rows)
 
 
 async def goal_breakdown(request: Request) -> Response:
@@ -350,7 +351,9 @@ async def goal_breakdown(request: Request) -> Response:
     if _wants_csv(request, params):
         return csv_response(rows, ["value", "conversions", "completions", "revenue"],
                             f"{q.site}-goal-{dimension}-{q.start}-{q.end}.csv")
-    return _envelope(q, goal=goal.to_json(), currency=site.currency, dimension=dimension, exact=True, results=rows)
+    how = await _run(stats.plan, services.store, q)
+    return _envelope(q, goal=goal.to_json(), currency=site.currency, dimension=dimension, exact=how.exact,
+                     results=rows)
 
 
 async def list_funnels(request: Request) -> JSONResponse:

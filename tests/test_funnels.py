@@ -64,7 +64,8 @@ def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     """A gateway answering from the hits (small ranges, exact), or from the tables (every range large: filtered
     ranges, goals and funnels read the visits table's hit arrays)."""
     folder = tmp_path_factory.mktemp("funnels")
-    config = write_config(folder, gateway=TABLES if request.param == "tables" else {}, sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL]}})
+    config = write_config(folder, gateway=TABLES if request.param == "tables" else {},
+                          sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL]}})
     seed(config, HITS)
     process = GatewayProcess(config, folder).start()
     process.tables = request.param == "tables"

@@ -51,7 +51,8 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     """A client of a gateway answering from the hits (exact), or from the tables (every range large: the
     visits table's hit arrays; no visit of the test data crosses the range's first or last midnight)."""
     folder = tmp_path_factory.mktemp("props")
-    config = write_config(folder, gateway=TABLES if request.param == "tables" else {}, sites={"shop": {"origins": [SITE_ORIGIN]}, "other": {"origins": ["https://o.example"]}})
+    config = write_config(folder, gateway=TABLES if request.param == "tables" else {},
+                          sites={"shop": {"origins": [SITE_ORIGIN]}, "other": {"origins": ["https://o.example"]}})
     seed(config, HITS)
     gw = GatewayProcess(config, folder).start()
     if request.param == "tables":
