@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics import stats
-from analytics.goals import MAX_NAME, Goal, GoalError, Params, match_sql, parse_goal, stored_definitions
+from analytics.goals import (MAX_NAME, Goal, GoalError, Params, config_definitions, match_sql, parse_goal,
+                             stored_definitions)
 from analytics.store import Store
 from analytics.visits import HIT_ARRAYS
 
@@ -79,19 +80,7 @@ def parse_funnel(raw: Any, path: str = "funnel") -> Funnel:
 
 
 def config_funnels(raws: list[Any], path: str, problems: list[str]) -> tuple[Funnel, ...]:
-    """`[[sites.NAME.funnels]]` of a config: read-only funnels, ids "config:NAME"; problems collected."""
-    funnels: list[Funnel] = []
-    for i, raw in enumerate(raws):
-        try:
-            funnel = parse_funnel(raw, f"{path}[{i}]")
-        except GoalError as exc:
-            problems.extend(exc.problems)
-            continue
-        funnels.append(Funnel(funnel.name, funnel.steps, id=f"config:{funnel.name}"))
-    names = [f.name for f in funnels]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"{path}: the name {dup!r} is used twice")
-    return tuple(funnels)
+    return config_definitions(raws, path, problems, parse_funnel)
 
 
 def site_funnels(store: Store, site: str, configured: tuple[Funnel, ...]) -> list[Funnel]:
@@ -108,7 +97,6 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
     first step's visitors still there (percent)."""
     params = Params()
     conds = [match_sql(step, params) for step in funnel.steps]
-    n = len(conds)
     how = stats.plan(store, q)
     if how.coverage is not None:
         row = store.query_dicts(_from_visits(q, how, conds), {**stats.params_of(q, how), **params.values})[0]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -140,20 +141,25 @@ def parse_goal(raw: Any, path: str = "goal", name_required: bool = True) -> Goal
     return Goal(name=name, page=page, event=event, props=tuple(props), revenue_property=revenue)
 
 
-def config_goals(raws: list[Any], path: str, problems: list[str]) -> tuple[Goal, ...]:
-    """`[[sites.NAME.goals]]` of a config: read-only goals, ids "config:NAME"; problems collected."""
-    goals: list[Goal] = []
+def config_definitions(raws: list[Any], path: str, problems: list[str], parse: Callable[[Any, str], Any]) -> tuple[Any, ...]:
+    """Goals or funnels of a config (`[[sites.NAME.goals]]`, `[[sites.NAME.funnels]]`): read-only, ids
+    "config:NAME", names unique; every problem collected, prefixed by its key path."""
+    found: list[Any] = []
     for i, raw in enumerate(raws):
         try:
-            goal = parse_goal(raw, f"{path}[{i}]")
+            item = parse(raw, f"{path}[{i}]")
         except GoalError as exc:
             problems.extend(exc.problems)
             continue
-        goals.append(Goal(**{**goal.__dict__, "id": f"config:{goal.name}"}))
-    names = [g.name for g in goals]
+        found.append(replace(item, id=f"config:{item.name}"))
+    names = [item.name for item in found]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{path}: the name {dup!r} is used twice")
-    return tuple(goals)
+    return tuple(found)
+
+
+def config_goals(raws: list[Any], path: str, problems: list[str]) -> tuple[Goal, ...]:
+    return config_definitions(raws, path, problems, parse_goal)
 
 
 # ---- matching: SQL over one `events` row ------------------------------------------------------
@@ -186,7 +192,7 @@ def match_sql(goal: Goal, params: Params) -> str:
         if goal.page.find("*") == len(goal.page) - 1:
             return f"(type = 'pageview' AND startsWith(path, {params.add(goal.page[:-1])}))"
         return f"(type = 'pageview' AND path LIKE {params.add(like_pattern(goal.page))})"
-    conds = [f"type = 'event'", f"name = {params.add(goal.event)}"]
+    conds = ["type = 'event'", f"name = {params.add(goal.event)}"]
     conds += [f"props[{params.add(k)}] = {params.add(v)}" for k, v in goal.props]
     return "(" + " AND ".join(conds) + ")"
 
@@ -287,12 +293,13 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
     return {"visitors": visitors, "currency": currency, "exact": summary["exact"], "results": results}
 
 
-def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str) -> list[dict[str, Any]]:
+def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str, how: stats.Plan | None = None
+               ) -> list[dict[str, Any]]:
     """Conversions (unique visitors), completions and revenue of one goal per bucket, zero-filled."""
     params = Params()
     match, revenue = match_sql(goal, params), revenue_sql(goal, params)
     bucket = stats.INTERVALS[interval]
-    how = stats.plan(store, q)
+    how = how or stats.plan(store, q)
     sql = f"""SELECT bucket, uniqExact(visitor_hash) AS conversions, count() AS completions, sum(r) AS revenue
               FROM ({_hits(q, {"bucket": bucket, "r": revenue}, match, how)}) GROUP BY bucket"""
     found = {r["bucket"]: r for r in store.query_dicts(sql, {**stats.params_of(q, how), **params.values})}
@@ -308,11 +315,12 @@ def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str) -> 
 BREAKDOWNS = ("source", "page", "country")
 
 
-def breakdown(store: Store, q: stats.StatsQuery, goal: Goal, dimension: str, limit: int) -> list[dict[str, Any]]:
+def breakdown(store: Store, q: stats.StatsQuery, goal: Goal, dimension: str, limit: int,
+              how: stats.Plan | None = None) -> list[dict[str, Any]]:
     """Top values of `dimension` by conversions: value, conversions, completions, revenue."""
     params = Params()
     match, revenue = match_sql(goal, params), revenue_sql(goal, params)
-    how = stats.plan(store, q)
+    how = how or stats.plan(store, q)
     if how.coverage is not None:
         value = {"source": "source", "page": "path", "country": "country"}[dimension]
         source = _hits(q, {"value": value, "r": revenue}, match, how, "source" if dimension == "source" else "")

@@ -155,7 +155,6 @@ def generate_traffic(store: Store, site: str, events: int, days: int = 90, tz: s
         ) ARRAY JOIN range(pages) AS k
         LIMIT {{limit:UInt64}}"""
     inserted = 0
-    sessions_per_chunk = max(1, int(chunk / MEAN_PAGES_PER_VISIT))
     first_session = 0
     while inserted < events and first_session < sessions_total * 2:
         limit = min(chunk, events - inserted)

@@ -53,7 +53,7 @@ async def gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     services = getattr(request.app.state, "services", None)
     if services is not None and exc.status < 500:
-        services.metrics.rejected.labels(exc.error).inc()
+        services.metrics.count_rejected(exc.error)
     return _json(exc.status, exc.error, exc.detail, exc.headers)
 
 

@@ -37,6 +37,10 @@ class Metrics:
         if children[1] is not None:
             children[1].inc()
 
+    def count_rejected(self, error: str) -> None:
+        """A request refused with a 4xx, by its short error name (never client data)."""
+        self.rejected.labels(error).inc()
+
     def count_screened(self, site: str, reason: str) -> None:
         self.screened.labels(site, reason).inc()
 

@@ -330,11 +330,11 @@ async def goal_timeseries(request: Request) -> Response:
     q, params = stats_query(request, site, ("interval",))
     interval = _interval(params, q)
     goal = _find(await _run(_goals_of, services, site), request, "goal_id", "goal")
-    rows = await _run(goals.timeseries, services.store, q, goal, interval)
+    how = await _run(stats.plan, services.store, q)  # large ranges read the visits' hit arrays: not exact
+    rows = await _run(goals.timeseries, services.store, q, goal, interval, how)
     if _wants_csv(request, params):
         return csv_response(rows, ["bucket", "conversions", "completions", "revenue"],
                             f"{q.site}-goal-{q.start}-{q.end}.csv")
-    how = await _run(stats.plan, services.store, q)  # large ranges read the visits' hit arrays: not exact
     return _envelope(q, goal=goal.to_json(), currency=site.currency, interval=interval, exact=how.exact, results=rows)
 
 
@@ -347,11 +347,11 @@ async def goal_breakdown(request: Request) -> Response:
     q, params = stats_query(request, site, ("limit",))
     limit = _limit(params)
     goal = _find(await _run(_goals_of, services, site), request, "goal_id", "goal")
-    rows = await _run(goals.breakdown, services.store, q, goal, dimension, limit)
+    how = await _run(stats.plan, services.store, q)
+    rows = await _run(goals.breakdown, services.store, q, goal, dimension, limit, how)
     if _wants_csv(request, params):
         return csv_response(rows, ["value", "conversions", "completions", "revenue"],
                             f"{q.site}-goal-{dimension}-{q.start}-{q.end}.csv")
-    how = await _run(stats.plan, services.store, q)
     return _envelope(q, goal=goal.to_json(), currency=site.currency, dimension=dimension, exact=how.exact,
                      results=rows)
 

@@ -55,6 +55,22 @@ def test_unknown_site_404_and_foreign_origin_403(module_gateway):
         assert r.status_code == 403 and r.json()["error"] == "bad_origin"
 
 
+def test_refused_requests_are_counted_by_error_in_metrics(module_gateway):
+    """Every 4xx counts in consentgate_requests_rejected_total{error}: from the collect lane and from the
+    app's own error handler (a consent with a bad body) alike."""
+    from forwarding_helpers import metric
+
+    name = "consentgate_requests_rejected_total"
+    with module_gateway.client() as c:
+        before = {e: metric(c, name, error=e) for e in ("bad_request", "unknown_site", "bad_origin")}
+        assert c.post("/s/demo/collect", content=b"[]", headers=H).status_code == 400
+        assert c.post("/s/nosuchsite/collect", json={"url": URL}, headers=H).status_code == 404
+        assert c.post("/s/demo/collect", json={"url": URL}, headers={**H, "Origin": "https://x.example"}).status_code == 403
+        assert c.post("/s/demo/consent", content=b"{", headers=H).status_code == 400
+        after = {e: metric(c, name, error=e) for e in before}
+    assert {e: after[e] - before[e] for e in before} == {"bad_request": 2, "unknown_site": 1, "bad_origin": 1}
+
+
 def test_sendbeacon_text_plain_is_accepted(module_gateway):
     with module_gateway.client() as c:
         token = grant(c, analytics=True)["token"]

@@ -20,12 +20,13 @@ from gateway.clientip import client_ip_of
 from gateway.collect.hit import parse_hit
 from gateway.collect.pipeline import Dropped
 from gateway.collect.useragent import edge_user_agent
-from gateway.errors import GatewayError, error_body, spool_full
+from gateway.config import SiteConfig
+from gateway.errors import GatewayError, error_body, spool_full, unknown_site
 from gateway.logtext import log_text
 from gateway.middleware.accesslog import log_request, min_logged_status
 from gateway.middleware.cors import cors_response_headers
 from gateway.services import Services
-from gateway.sites import check_origin, site_named
+from gateway.sites import check_origin
 from gateway.tokens import COOKIE
 
 log = logging.getLogger("consentgate.errors")
@@ -63,10 +64,13 @@ class CollectLane:
         site = self.services.config.sites.get(site_name)
         extra = cors_response_headers(origin) if origin and site is not None and origin in site.origins else []
         try:
-            outcome = await self.collect(scope, receive, site_name, headers)
+            if site is None:
+                raise unknown_site(site_name)
+            outcome = await self.collect(scope, receive, site, headers)
             status, body, head = 202, b"", [(RESULT_HEADER, outcome.encode())]
         except GatewayError as exc:
-            self.services.metrics.rejected.labels(exc.error).inc()
+            if exc.status < 500:
+                self.services.metrics.count_rejected(exc.error)
             status, body = exc.status, error_body(exc.error, exc.detail)
             head = [(b"content-type", b"application/json"),
                     *((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())]
@@ -80,10 +84,10 @@ class CollectLane:
         if self.min_logged is not None and status >= self.min_logged:
             log_request(scope, self.services.config.trusted_proxies, status, started)
 
-    async def collect(self, scope: Scope, receive: Receive, site_name: str, headers: dict[bytes, str]) -> str:
+    async def collect(self, scope: Scope, receive: Receive, site: SiteConfig, headers: dict[bytes, str]) -> str:
         """The hit's outcome for the result header: stored, forwarded, or dropped: <reason>."""
         services = self.services
-        site = site_named(services.config, site_name)
+        site_name = site.name
         check_origin(site, headers.get(b"origin", ""))  # 404/403 before reading a body we would refuse
         if services.spool_full():
             raise spool_full(services.config.max_spool_bytes)
