@@ -38,22 +38,25 @@ def count_visitor_rows(store: Store, tables: Mapping[str, str], site: str, conse
             for table, column in tables.items()}
 
 
+def visitor_days_delete(store: Store, site: str, consent_id: str) -> tuple[str, str, dict[str, Any]]:
+    """The delete (for Store.delete) that forgets the built stats of every day the visitor has hits on: the
+    stats read those days from the hits until the builder has rebuilt them (after an erasure or a
+    restriction changes what they hold). The days are read now, while the visitor's hits still exist."""
+    days = [d for (d,) in store.query("SELECT DISTINCT toDate(timestamp) FROM {db}.events WHERE site = {site:String} "
+                                      "AND visitor_id = {cid:String}", {"site": site, "cid": consent_id})]
+    return "visit_days", "site = {site:String} AND day IN {days:Array(Date)}", {"site": site, "days": days}
+
+
 def invalidate_visitor_days(store: Store, site: str, consent_id: str) -> None:
-    """Forgets the built stats of every day the visitor has hits on: the stats read those days from the
-    hits until the builder has rebuilt them (after an erasure or a restriction changes what they hold)."""
-    store.command("DELETE FROM {db}.visit_days WHERE site = {site:String} AND day IN "
-                  "(SELECT DISTINCT toDate(timestamp) FROM {db}.events WHERE site = {site:String} "
-                  "AND visitor_id = {cid:String})", {"site": site, "cid": consent_id})
+    store.delete([visitor_days_delete(store, site, consent_id)])
 
 
 def delete_visitor_rows(store: Store, tables: Mapping[str, str], site: str, consent_id: str) -> dict[str, int]:
     """Deletes the visitor's rows from every table in `tables`; returns how many each held."""
     counts = count_visitor_rows(store, tables, site, consent_id)
-    invalidate_visitor_days(store, site, consent_id)  # before the events go: it finds the days by them
     params = {"site": site, "cid": consent_id}
-    for table, column in tables.items():
-        if counts[table]:
-            store.command(f"DELETE FROM {{db}}.{table} WHERE {_where(column)}", params)
+    store.delete([visitor_days_delete(store, site, consent_id)]
+                 + [(table, _where(column), params) for table, column in tables.items() if counts[table]])
     return counts
 
 
