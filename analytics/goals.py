@@ -260,10 +260,10 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
     """Conversions, completions, conversion rate and revenue of every goal over the range, with the
     range's visitors (those of the visits that pass the filters)."""
     how = stats.plan(store, q)
-    summary = stats.summary_current(store, q, how)
-    visitors = summary["visitors"]
+    if not goals or how.coverage is None:
+        visitors = stats.summary_current(store, q, how)["visitors"]
     if not goals:
-        return {"visitors": visitors, "currency": currency, "exact": summary["exact"], "results": []}
+        return {"visitors": visitors, "currency": currency, "exact": how.exact, "results": []}
     params = Params()
     matches = [match_sql(g, params) for g in goals]
     revenues = [revenue_sql(g, params) for g in goals]
@@ -274,8 +274,9 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
                else f"toDecimal64(0, 2) AS w{i}")
             for i, (g, m, r) in enumerate(zip(goals, matches, revenues)))
         arrays = tuple(HIT_ARRAYS[c] for c in stats.hit_columns_in(*matches, *revenues))
-        picks = ", ".join(f"{how.uniq_if}(visitor_hash, k{i} > 0) AS c{i}, sum(k{i}) AS n{i}, sum(w{i}) AS v{i}"
-                          for i in range(len(goals)))
+        # the range's visitors from the same scan, counted as the summary counts them (one scan, not two)
+        picks = f"{stats.SKETCH}(visitor_hash) AS visitors, " + ", ".join(
+            f"{how.uniq_if}(visitor_hash, k{i} > 0) AS c{i}, sum(k{i}) AS n{i}, sum(w{i}) AS v{i}" for i in range(len(goals)))
         sql = f"SELECT {picks} FROM (SELECT visitor_hash, {per_visit} FROM ({stats.visit_rows(q, how.coverage, '', arrays)}))"
     else:
         columns = {name: sql for i, (m, r) in enumerate(zip(matches, revenues))
@@ -284,13 +285,15 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
                           for i in range(len(goals)))
         sql = f"SELECT {picks} FROM ({_hits(q, columns, '(' + ' OR '.join(matches) + ')', how)})"
     row = store.query_dicts(sql, {**stats.params_of(q, how), **params.values})[0]
+    if how.coverage is not None:
+        visitors = int(row["visitors"])
     results = []
     for i, goal in enumerate(goals):
         conversions = int(row[f"c{i}"])
         results.append({**goal.to_json(), "conversions": conversions, "completions": int(row[f"n{i}"]),
                         "conversion_rate": round(100 * conversions / visitors, 2) if visitors else 0.0,
                         "revenue": float(row[f"v{i}"]) if goal.revenue_property else None})
-    return {"visitors": visitors, "currency": currency, "exact": summary["exact"], "results": results}
+    return {"visitors": visitors, "currency": currency, "exact": how.exact, "results": results}
 
 
 def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str, how: stats.Plan | None = None

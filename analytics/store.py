@@ -49,6 +49,11 @@ def connect(url: str) -> Any:
     )
 
 
+def _close_client(client: Any) -> None:
+    atexit.unregister(client.close)
+    client.close()
+
+
 def _to_datetime(value: Any) -> datetime:
     # clickhouse-connect's chDB backend wants datetime objects, not strings.
     if isinstance(value, datetime):
@@ -69,7 +74,8 @@ class Store:
         self.consent_retention_days = consent_retention_days
         # One chDB path per process: tests that share a path give each test its own database.
         self.db = database or (DATABASE if url.startswith("chdb://") else (urlsplit(url).path.strip("/") or DATABASE))
-        self._client = client
+        self._given = client  # used by every thread when given
+        self._clients: dict[int, tuple[threading.Thread, Any]] = {}  # thread id -> (thread, its own client)
         self._closed = False
         self._lock = threading.Lock()
         # durability = "machine": a part must be on disk before the spool forgets its records.
@@ -78,25 +84,39 @@ class Store:
 
     @property
     def client(self) -> Any:
+        """The calling thread's own client. One client runs one query at a time (clickhouse-connect locks a
+        chDB handle; a server session refuses a second query), so a shared one made every stats request
+        wait behind the writer's inserts, the visit builder and each other; chDB's handles to the one
+        engine run queries side by side. Clients of threads that have ended are closed as new ones come."""
+        thread = threading.current_thread()
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
-            if self._client is None:
-                try:
-                    self._client = connect(self.url)
-                except Exception as exc:  # any connection failure means: keep spooling
-                    raise StoreUnavailable(str(exc)) from exc
-            return self._client
+            if self._given is not None:
+                return self._given
+            mine = self._clients.get(thread.ident or 0)
+            if mine is not None and mine[0] is thread:
+                return mine[1]
+            ended = [ident for ident, (t, _) in self._clients.items() if not t.is_alive() or ident == thread.ident]
+            gone = [self._clients.pop(ident)[1] for ident in ended]
+            try:
+                client = connect(self.url)
+            except Exception as exc:  # any connection failure means: keep spooling
+                raise StoreUnavailable(str(exc)) from exc
+            self._clients[thread.ident or 0] = (thread, client)
+        for old in gone:
+            _close_client(old)
+        return client
 
     def close(self) -> None:
-        """Closes the connection (for chDB: the embedded engine's handle, after any query in flight ends).
-        Stop the threads that query first; a later call through this store raises StoreUnavailable."""
+        """Closes every thread's client (for chDB: the embedded engine's handles, after any query in flight
+        ends). Stop the threads that query first; a later call through this store raises StoreUnavailable."""
         with self._lock:
             self._closed = True
-            client, self._client = self._client, None
-        if client is not None:
-            atexit.unregister(client.close)
-            client.close()
+            clients, self._clients = [c for _, c in self._clients.values()], {}
+            given, self._given = self._given, None
+        for client in clients + ([given] if given is not None else []):
+            _close_client(client)
 
     def __enter__(self) -> "Store":
         return self

@@ -190,6 +190,12 @@ def main() -> None:
                           # CPU time of the server process per request answered: what a hit costs, whatever the load
                           "cpu_us": 1e6 * sum(r["cpu_s"] for r in rs) / max(1, sum(r["requests"] for r in rs))}
                    for name, rs in rounds.items()}
+        flushes = {}
+        for mode in modes:  # group-commit rounds per hit answered: how well one fdatasync is shared
+            text = httpx.get(f"http://127.0.0.1:{ports[mode]}/metrics").text
+            found = re.search(r"^consentgate_spool_flushes (\S+)", text, re.M)
+            if found and float(found.group(1)):
+                flushes[names[mode]] = float(found.group(1))
         for mode in modes:
             gateways[mode].send_signal(signal.SIGTERM)
             gateways[mode].wait(120)
@@ -206,6 +212,8 @@ def main() -> None:
         r = results[name]
         print(f"{name:12}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['errors']:>8}{r['rps'] / b['rps']:>8.2f}"
               f"{r['cpu_us']:>12.0f}")
+    for name, n in flushes.items():
+        print(f"{name}: {n:,.0f} fdatasync rounds, {results[name]['requests'] / n:.1f} hits answered per round")
     target = 0.4 if args.flood else 0.6
     summary: dict = {"results": results, "in_store": in_store}
     failed = False
