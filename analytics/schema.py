@@ -242,6 +242,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ("hit_device", "Array(LowCardinality(String))"), ("hit_props", "Array(Map(String, String))"))),
         "ALTER TABLE {db}.visit_days ADD COLUMN IF NOT EXISTS layout UInt16 DEFAULT 0",
     ]),
+    # Several gateways (workers, or machines on one ClickHouse server) each run the report scheduler. Before
+    # sending, each claims the period; the earliest live claim (the server's clock) sends, so an e-mail
+    # goes out once. A claim lives 15 minutes: a gateway that claimed and died is replaced after that.
+    (11, [
+        """CREATE TABLE IF NOT EXISTS {db}.report_claims (
+            site LowCardinality(String),
+            period LowCardinality(String),
+            period_start Date,
+            claim UUID,
+            claimed_at DateTime64(6, 'UTC') DEFAULT now64(6)
+        ) ENGINE = MergeTree
+        ORDER BY (site, period, period_start, claimed_at)
+        TTL toDateTime(claimed_at) + INTERVAL 90 DAY""",
+    ]),
 ]
 
 # Tables derived from `events` that hold visitor data: retention applies to them as well.

@@ -40,8 +40,8 @@ from gateway.config import GatewayConfig
 FORMAT = "consentgate-backup/1"
 MANIFEST = "manifest.json"
 # Tables whose rows are saved: every spooled record kind's table, the settings tables (shared links, sent
-# reports, goals) and the migration log. The others (visits, visit_days, hit_hours) are derived from events
-# and rebuilt.
+# reports, goals) and the migration log. The others are derived from events and rebuilt (visits, visit_days,
+# hit_hours) or live minutes (report_claims).
 DATA_TABLES: frozenset[str] = frozenset({t for t, _, _ in TABLES.values()} | set(SETTINGS_TABLES) | {"schema_migrations"})
 CHECKSUM_SQL = "SELECT count(), toString(sum(cityHash64(*))) FROM {db}.`{table}`"
 

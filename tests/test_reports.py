@@ -307,3 +307,40 @@ def test_reports_fall_due_on_monday_and_the_first_at_the_send_hour():
     first = date(2026, 12, 1)
     assert due_period("month", site, 7, datetime.combine(first, clock(6), AMS)) is None
     assert due_period("month", site, 7, datetime.combine(first, clock(7), AMS)) == (date(2026, 11, 1), date(2026, 11, 30))
+
+
+RACE = r"""
+import sys, threading
+from analytics.store import Store
+from gateway.config import load_config
+from gateway.reports.scheduler import ReportScheduler
+
+config = load_config(sys.argv[1])
+store = Store(config.store)
+store.migrate()
+# Four gateways' schedulers (workers, or machines sharing one ClickHouse server) look in the same instant.
+schedulers = [ReportScheduler(config, store) for _ in range(4)]
+go = threading.Barrier(len(schedulers))
+sent = []
+def look(s):
+    go.wait()
+    sent.append(s.run_once())
+threads = [threading.Thread(target=look, args=(s,)) for s in schedulers]
+[t.start() for t in threads]
+[t.join() for t in threads]
+# A late look by each, and by a fresh scheduler (a restarted worker), finds the week sent.
+sent += [s.run_once() for s in schedulers] + [ReportScheduler(config, store).run_once()]
+print(sum(sent))
+store.close()
+"""
+
+
+def test_several_gateways_looking_at_once_send_the_report_once(smtp, tmp_path):
+    controller, inbox = smtp
+    config = write_report_config(tmp_path, controller.port)
+    seed(config, HITS, DECISIONS)
+    r = subprocess.run([sys.executable, "-c", RACE, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "1"
+    time.sleep(0.5)
+    assert len(inbox.messages) == 1 and inbox.messages[0][0] == [TO]

@@ -4,12 +4,15 @@ A weekly report covers Monday to Sunday and is due on Monday at `[reports] send_
 site's timezone; a monthly one covers a calendar month and is due on the 1st at that hour. The thread
 looks once a minute. Whatever period is due and not yet in `report_runs` is sent (so a gateway that was
 down on Monday morning sends it when it is back, and a restart does not send it twice), then recorded.
+Several gateways share the work through `report_claims`: each claims a due period first, and only the
+earliest live claim sends (`claim_period`), so two workers looking in the same second send one e-mail.
 A failed send is logged with what to fix and tried again 15 minutes later; it never stops the gateway.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -96,6 +99,8 @@ class ReportScheduler:
                 key = (site.name, period, due[0])
                 if now < self._retry_at.get(key, now) or self._already_sent(key):
                     continue
+                if not claim_period(self.store, *key):
+                    continue  # another gateway sends it; the next look finds it in report_runs
                 try:
                     send_report(self.config, self.store, site, period, due[0], due[1], site.report_to)
                 except MailError as exc:
@@ -109,6 +114,20 @@ class ReportScheduler:
                 sent += 1
                 log.info("report %s %s of %s sent to %d address(es)", site.name, period, due[0], len(site.report_to))
         return sent
+
+
+def claim_period(store: Store, site: str, period: str, start: date) -> bool:
+    """Claims the report of one period for this gateway: True when its claim is the earliest live one (it
+    sends); False when another gateway claimed first. The server's clock orders the claims, the id breaks a tie."""
+    claim = str(uuid.uuid4())
+    key = {"s": site, "p": period, "d": start}
+    store.command("INSERT INTO {db}.report_claims (site, period, period_start, claim) "
+                  "VALUES ({s:String}, {p:String}, {d:Date}, {c:UUID})", {**key, "c": claim})
+    first = store.query_value(f"""SELECT toString(claim) FROM {{db}}.report_claims
+                                  WHERE site = {{s:String}} AND period = {{p:String}} AND period_start = {{d:Date}}
+                                    AND claimed_at > now64(6) - INTERVAL {int(RETRY_AFTER.total_seconds())} SECOND
+                                  ORDER BY claimed_at, claim LIMIT 1""", key)
+    return first == claim
 
 
 def start_report_scheduler(config: GatewayConfig, store: Store) -> ReportScheduler:
