@@ -280,7 +280,8 @@ class SpoolWriter:
             self.disk_bytes += len(line)
             self.appended += 1
             ticket = self.commit.appended()
-        self.wakeup.set()
+        if not self.wakeup.is_set():  # set() takes a lock and notifies every hit; the writer needs one wake-up
+            self.wakeup.set()
         return ticket
 
     def _rotate(self) -> None:
