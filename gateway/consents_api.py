@@ -109,7 +109,7 @@ def _utc(day: date) -> datetime:
 async def export_consents(request: Request) -> StreamingResponse:
     services: Services = request.app.state.services
     name = request.path_params["site"]
-    require_stats_access(services.config, request, name)
+    await require_stats_access(services.config, request, name)
     if name not in services.config.sites:
         raise unknown_site(name)
     params = _check_params(request, PARAMS)

@@ -130,11 +130,11 @@ async def unlock_shared_link(request: Request) -> Response:
 
 # ---- the API -------------------------------------------------------------------------------------
 
-def _writer(request: Request) -> tuple[Services, str]:
+async def _writer(request: Request) -> tuple[Services, str]:
     """The services and site, once the caller may change the site's settings (a shared link may not)."""
     services: Services = request.app.state.services
     site = request.path_params["site"]
-    access = require_stats_access(services.config, request, site)
+    access = await require_stats_access(services.config, request, site)
     if not access.can_write(site):
         raise GatewayError(403, "forbidden", "a shared link's session cannot make, list or revoke shared links: "
                            "use a stats token of the site")
@@ -147,13 +147,13 @@ def _link_url(request: Request, config: GatewayConfig, secret: str) -> str:
 
 
 async def list_links(request: Request) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     links = await run_in_threadpool(SharedLinks(services.store).list, site)
     return JSONResponse({"site": site, "links": [link.public() for link in links]}, headers=NO_STORE)
 
 
 async def create_link(request: Request) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     body = await read_json_object(request, 4096, required=False)
     unknown = sorted(set(body) - {"password", "label"})
     if unknown:
@@ -169,7 +169,7 @@ async def create_link(request: Request) -> JSONResponse:
 
 
 async def revoke_link(request: Request) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     link_id = request.path_params["link_id"]
     if len(link_id) > 64 or not await run_in_threadpool(SharedLinks(services.store).revoke, site, link_id):
         raise GatewayError(404, "not_found", f"site {site!r} has no live shared link {link_id[:64]!r}: list them with "

@@ -36,10 +36,10 @@ COMMON_PARAMS = ("from", "to", "format", *stats.FILTERS)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     """The gateway's services, once the caller's token may read the site of the path (401/403/404/429)."""
     services: Services = request.app.state.services
-    require_stats_access(services.config, request, request.path_params.get("site"))
+    await require_stats_access(services.config, request, request.path_params.get("site"))
     VisitBuilder.ensure(services.store)  # keeps the per-visit table of large ranges up to date
     return services
 
@@ -151,7 +151,7 @@ async def list_sites(request: Request) -> JSONResponse:
     change its settings (`can_write`: False in a shared link's session), so the dashboard shows no editor it
     would only get a 403 from."""
     services: Services = request.app.state.services
-    access = require_stats_access(services.config, request)
+    access = await require_stats_access(services.config, request)
     _check_params(request, ())
     sites = [s for s in services.config.sites.values() if access.can_read(s.name)]
     return JSONResponse({"sites": [{"name": s.name, "timezone": s.timezone, "can_write": access.can_write(s.name)}
@@ -159,7 +159,7 @@ async def list_sites(request: Request) -> JSONResponse:
 
 
 async def summary(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     q, params = stats_query(request, _site(request, services))
     _refuse_csv(request, params)
     result = await _run(stats.summary, services.store, q)
@@ -168,7 +168,7 @@ async def summary(request: Request) -> JSONResponse:
 
 
 async def timeseries(request: Request) -> Response:
-    services = _services(request)
+    services = await _services(request)
     q, params = stats_query(request, _site(request, services), ("interval",))
     interval = _interval(params, q)
     csv_wanted = _wants_csv(request, params)
@@ -180,7 +180,7 @@ async def timeseries(request: Request) -> Response:
 
 
 async def breakdown(request: Request) -> Response:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     dimension = request.path_params["dimension"]
     if dimension.startswith(stats.PROP_DIMENSION):
@@ -209,7 +209,7 @@ def _limit(params: dict[str, str]) -> int:
 
 
 async def consent(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     q, params = stats_query(request, _site(request, services))
     _refuse_csv(request, params)
     if q.filters:
@@ -219,7 +219,7 @@ async def consent(request: Request) -> JSONResponse:
 
 
 async def realtime(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     q, params = stats_query(request, _site(request, services))
     _refuse_csv(request, params)
     if q.visit_filters:
@@ -234,13 +234,13 @@ MAX_DEFINITION_BYTES = 16 * 1024
 MAX_ID_LENGTH = 100
 
 
-def _writer(request: Request) -> tuple[Services, SiteConfig]:
+async def _writer(request: Request) -> tuple[Services, SiteConfig]:
     """The services and site of a goal or funnel change: the caller must be allowed to change the site (a
     stats token or dashboard login that reads it, never a shared link); a dashboard session's change must
     come from the gateway's own page (the session cookie is SameSite=Strict too)."""
     services: Services = request.app.state.services
     site = request.path_params.get("site", "")
-    access = require_stats_access(services.config, request, site)
+    access = await require_stats_access(services.config, request, site)
     if not access.can_write(site):
         raise GatewayError(403, "forbidden", "a shared link reads statistics only: log in with a stats token "
                            "of this site to change its goals and funnels")
@@ -283,7 +283,7 @@ def _check_new(existing: list[Any], name: str, what: str, most: int) -> None:
 
 
 async def list_goals(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     _check_params(request, ())
     found = await _run(_goals_of, services, site)
@@ -292,7 +292,7 @@ async def list_goals(request: Request) -> JSONResponse:
 
 
 async def create_goal(request: Request) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     goal = await _definition(request, goals.parse_goal)
     _check_new(await _run(_goals_of, services, site), goal.name, "goal", goals.MAX_STORED_GOALS)
     goal = goals.Goal(**{**goal.__dict__, "id": goals.new_id(), "editable": True})
@@ -301,7 +301,7 @@ async def create_goal(request: Request) -> JSONResponse:
 
 
 async def _delete(request: Request, kind: str, listed: Callable[[Services, SiteConfig], list[Any]]) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     item = _find(await _run(listed, services, site), request, f"{kind}_id", kind)
     if not item.editable:
         raise GatewayError(409, "conflict", f"the {kind} {item.name!r} is defined in the gateway's config file: "
@@ -316,7 +316,7 @@ async def delete_goal(request: Request) -> JSONResponse:
 
 async def conversions(request: Request) -> JSONResponse:
     """Every goal of the site: conversions, completions, conversion rate, revenue."""
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     q, params = stats_query(request, site)
     _refuse_csv(request, params)
@@ -325,7 +325,7 @@ async def conversions(request: Request) -> JSONResponse:
 
 
 async def goal_timeseries(request: Request) -> Response:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     q, params = stats_query(request, site, ("interval",))
     interval = _interval(params, q)
@@ -339,7 +339,7 @@ async def goal_timeseries(request: Request) -> Response:
 
 
 async def goal_breakdown(request: Request) -> Response:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     dimension = request.path_params["dimension"]
     if dimension not in goals.BREAKDOWNS:
@@ -357,7 +357,7 @@ async def goal_breakdown(request: Request) -> Response:
 
 
 async def list_funnels(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     _check_params(request, ())
     found = await _run(_funnels_of, services, site)
@@ -365,7 +365,7 @@ async def list_funnels(request: Request) -> JSONResponse:
 
 
 async def create_funnel(request: Request) -> JSONResponse:
-    services, site = _writer(request)
+    services, site = await _writer(request)
     funnel = await _definition(request, funnels.parse_funnel)
     _check_new(await _run(_funnels_of, services, site), funnel.name, "funnel", funnels.MAX_STORED_FUNNELS)
     funnel = funnels.Funnel(funnel.name, funnel.steps, id=goals.new_id(), editable=True)
@@ -378,7 +378,7 @@ async def delete_funnel(request: Request) -> JSONResponse:
 
 
 async def funnel_report(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = await _services(request)
     site = _site(request, services)
     q, params = stats_query(request, site)
     _refuse_csv(request, params)

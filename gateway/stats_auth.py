@@ -27,9 +27,12 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway.config import GatewayConfig
@@ -138,10 +141,12 @@ class TokenAuth:
             return None
         return None if data["sid"] in self._ended else data
 
-    def session_access(self, request: Request) -> StatsAccess | None:
+    def session_access(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess | None:
+        """The access of the request's dashboard session or, failing that, its shared-link session. `live`: how
+        to look a link up (default: in the store, now)."""
         data = self._session(request)
         access = None if data is None else self._session_keys.get(data["k"])
-        return access if access is not None else self.shared_link_access(request)
+        return access if access is not None else self.shared_link_access(request, live)
 
     # ---- shared links' sessions -------------------------------------------------------------------
 
@@ -155,14 +160,14 @@ class TokenAuth:
             return None
         return None if data["sid"] in self._ended else data["l"]  # logged out: ended on the server too
 
-    def shared_link_access(self, request: Request) -> StatsAccess | None:
+    def shared_link_access(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess | None:
         """Read-only access to one site while the session's link is live (looked up now: revoking ends it)."""
         from gateway.shared_links import SharedLinks
 
         link_id = self.share_session_link(request)
         if link_id is None:
             return None
-        link = SharedLinks(request.app.state.services.store).live(link_id)
+        link = (live or SharedLinks(request.app.state.services.store).live)(link_id)
         if link is None:
             return None
         return StatsAccess(frozenset({link.site}), read_only=True, shared_link=link.link_id)
@@ -189,13 +194,13 @@ class TokenAuth:
 
     # ---- checks ---------------------------------------------------------------------------------
 
-    def require_stats(self, request: Request) -> StatsAccess:
+    def require_stats(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess:
         if not self.has_tokens:
             raise GatewayError(401, "unauthorized", "this gateway has no stats tokens: add stats_tokens = [\"...\"] "
                                "to its [gateway] table (every site) or to a [sites.NAME] table (that site)")
         header = request.headers.get("authorization", "")
         if not header:
-            access = self.session_access(request)
+            access = self.session_access(request, live)
             if access is None:
                 raise GatewayError(401, "unauthorized", "send 'Authorization: Bearer <stats token>', "
                                    "or log in at /dashboard")
@@ -227,11 +232,20 @@ class TokenAuth:
             raise GatewayError(401, "unauthorized", "the metrics token is wrong: send the gateway's metrics_token")
 
 
-def require_stats_access(config: GatewayConfig, request: Request, site: str | None = None) -> StatsAccess:
+async def require_stats_access(config: GatewayConfig, request: Request, site: str | None = None) -> StatsAccess:
     """Raises 401 without a valid stats token or dashboard session, 429 while the client's network is
-    blocked, and, when `site` is given, 403 unless the token may read that site. Returns what it may read."""
+    blocked, and, when `site` is given, 403 unless the token may read that site. Returns what it may read.
+    A shared-link session's link is looked up in the store off the event loop (a query of ~6 ms would
+    stop every other request, collect included, on each of the dashboard's calls); the checks stay on it."""
+    from gateway.shared_links import SharedLinks
+
     auth: TokenAuth = request.app.state.token_auth
-    access = auth.require_stats(request)
+    live = None
+    link_id = None if request.headers.get("authorization") else auth.share_session_link(request)
+    if link_id is not None:
+        link = await run_in_threadpool(SharedLinks(request.app.state.services.store).live, link_id)
+        live = lambda _: link  # noqa: E731 - the link looked up above
+    access = auth.require_stats(request, live)
     if access.shared_link:
         endpoint = request.scope.get("endpoint")
         if getattr(endpoint, "__module__", "") not in SHARED_LINK_ENDPOINTS or request.method not in ("GET", "HEAD"):
