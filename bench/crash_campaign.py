@@ -238,6 +238,9 @@ def _outage(args: argparse.Namespace, folder: Path, storefs: Path) -> dict:
         while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
         t_ready = time.monotonic()
+        if c.get("/readyz").status_code != 200:  # not back: what the gateway said, for whoever reads the run
+            print(f"the gateway is not ready 90 s after space came back: {c.get('/readyz').text}\n"
+                  f"{gw.logs()[-4000:]}", file=sys.stderr)
         time.sleep(5)  # after: normal service again
     stop.set()
     for w in workers:

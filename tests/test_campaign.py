@@ -22,6 +22,7 @@ def campaign(*args: str, timeout: float = 400) -> dict:
     assert lines, out.stderr[-3000:]
     summary = json.loads(lines[-1])
     print(json.dumps(summary, indent=1))  # the figures, for the log of the run
+    print(out.stderr[-4000:], file=sys.stderr)  # what the campaign saw go wrong, shown when a test fails
     return summary | {"exit": out.returncode}
 
 
