@@ -103,9 +103,10 @@ class Store:
                 client = connect(self.url)
             except Exception as exc:  # any connection failure means: keep spooling
                 raise StoreUnavailable(str(exc)) from exc
+            finally:
+                for old in gone:
+                    _close_client(old)
             self._clients[thread.ident or 0] = (thread, client)
-        for old in gone:
-            _close_client(old)
         return client
 
     def close(self) -> None:

@@ -1,4 +1,10 @@
-"""Store.delete: deletes on several tables are applied when it returns; a failing one raises with the
+"""The store's connections and deletes.
+
+Store.client: each thread has its own client, so a stats request never queues behind the writer's insert or
+the visit builder; the clients of threads that have ended are closed, so a long-running gateway whose
+worker threads come and go does not pile up engine handles.
+
+Store.delete: deletes on several tables are applied when it returns; a failing one raises with the
 engine's reason and is killed, so later deletes (erasures) on its table still apply.
 
 Why Store.delete exists: a synchronous DELETE holds the connection ~1.3 s though applying it takes ~20 ms,
@@ -49,3 +55,40 @@ def test_deletes_are_applied_when_it_returns_and_a_failed_one_raises_and_holds_u
     assert out["failure"] is not None and "refused by the test" in out["failure"] and "a:" in out["failure"]
     assert out["after_failure"] == 900
     assert out["later"] == len([k for k in range(100, 1000) if k < 900])
+
+
+CLIENTS = r"""
+import json, sys, threading
+from analytics.store import Store
+
+store = Store("chdb://" + sys.argv[1], database="clients")
+store.command("CREATE DATABASE IF NOT EXISTS clients")
+mine = store.client
+seen = {}
+def worker(i):
+    seen[i] = (id(store.client), store.query_value("SELECT 1"))
+for i in range(6):  # threads that come and go, one after another (as anyio's idle workers do)
+    t = threading.Thread(target=worker, args=(i,))
+    t.start()
+    t.join()
+out = {"same_in_one_thread": store.client is mine, "others_differ": all(c != id(mine) for c, _ in seen.values()),
+       "answered": [v for _, v in seen.values()], "kept": len(store._clients)}
+store.close()
+try:
+    store.query("SELECT 1")
+    out["after_close"] = "answered"
+except Exception as exc:
+    out["after_close"] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_each_thread_has_its_own_client_and_ended_threads_clients_are_closed(tmp_path):
+    r = subprocess.run([sys.executable, "-c", CLIENTS, str(tmp_path / "store")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["same_in_one_thread"] and out["others_differ"]
+    assert out["answered"] == [1] * 6
+    assert out["kept"] == 2  # this thread's and the last worker's: the five before it were closed
+    assert out["after_close"] == "StoreUnavailable"
