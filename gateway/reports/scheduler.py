@@ -47,6 +47,7 @@ class ReportScheduler:
         self._thread: threading.Thread | None = None
         self._sent: set[tuple[str, str, date]] = set()  # known to be in report_runs
         self._retry_at: dict[tuple[str, str, date], datetime] = {}
+        self.owner = str(uuid.uuid4())  # this scheduler's claims: each look claims again under the same id
 
     @property
     def enabled(self) -> bool:
@@ -99,7 +100,7 @@ class ReportScheduler:
                 key = (site.name, period, due[0])
                 if now < self._retry_at.get(key, now) or self._already_sent(key):
                     continue
-                if not claim_period(self.store, *key):
+                if not claim_period(self.store, self.owner, *key):
                     continue  # another gateway sends it; the next look finds it in report_runs
                 try:
                     send_report(self.config, self.store, site, period, due[0], due[1], site.report_to)
@@ -116,18 +117,19 @@ class ReportScheduler:
         return sent
 
 
-def claim_period(store: Store, site: str, period: str, start: date) -> bool:
-    """Claims the report of one period for this gateway: True when its claim is the earliest live one (it
-    sends); False when another gateway claimed first. The server's clock orders the claims, the id breaks a tie."""
-    claim = str(uuid.uuid4())
+def claim_period(store: Store, owner: str, site: str, period: str, start: date) -> bool:
+    """Claims the report of one period for the scheduler `owner`: True when the earliest live claim is its own
+    (it sends); False when another scheduler claimed first. The server's clock orders the claims, the id breaks
+    a tie. The owner, not the attempt, is compared: a gateway that lost and looks again a minute later must
+    not lose to its own older claim once the winner's has lapsed."""
     key = {"s": site, "p": period, "d": start}
     store.command("INSERT INTO {db}.report_claims (site, period, period_start, claim) "
-                  "VALUES ({s:String}, {p:String}, {d:Date}, {c:UUID})", {**key, "c": claim})
+                  "VALUES ({s:String}, {p:String}, {d:Date}, {c:UUID})", {**key, "c": owner})
     first = store.query_value(f"""SELECT toString(claim) FROM {{db}}.report_claims
                                   WHERE site = {{s:String}} AND period = {{p:String}} AND period_start = {{d:Date}}
                                     AND claimed_at > now64(6) - INTERVAL {int(RETRY_AFTER.total_seconds())} SECOND
                                   ORDER BY claimed_at, claim LIMIT 1""", key)
-    return first == claim
+    return first == owner
 
 
 def start_report_scheduler(config: GatewayConfig, store: Store) -> ReportScheduler:
