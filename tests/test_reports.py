@@ -359,3 +359,42 @@ def test_several_gateways_looking_at_once_send_the_report_once(smtp, tmp_path):
     time.sleep(0.5)
     assert len(inbox.messages) == 2 and all(rcpt == [TO] for rcpt, _ in inbox.messages)
     assert sorted(m["Subject"].split(",")[0] for _, m in inbox.messages) == ["shop: monthly report", "shop: weekly report"]
+
+
+LATE_CLAIM = r"""
+import sys, threading, time, uuid
+from analytics.store import Store
+from gateway.config import load_config
+from gateway.reports.scheduler import ReportScheduler
+
+config = load_config(sys.argv[1])
+store = Store(config.store)
+store.migrate()
+first = ReportScheduler(config, store, claim_settle=1.5)
+sent = []
+looking = threading.Thread(target=lambda: sent.append(first.run_once()))
+looking.start()
+while not store.query_value("SELECT count() FROM {db}.report_claims"):  # its claim is written
+    time.sleep(0.02)
+# Another gateway's claim, stamped before the first one's but written after it: its insert was slow (a
+# loaded server). Under load this happened by itself (tests above, run beside other tests: 3 e-mails).
+slow = ReportScheduler(config, store, claim_settle=0.1)
+store.command("INSERT INTO {db}.report_claims (site, period, period_start, claim, claimed_at) "
+              "SELECT site, period, period_start, {c:UUID}, claimed_at - INTERVAL 1 MILLISECOND FROM {db}.report_claims",
+              {"c": slow.owner})
+looking.join()
+sent.append(slow.run_once())
+print(sent)
+store.close()
+"""
+
+
+def test_a_claim_stamped_earlier_but_written_later_still_wins(smtp, tmp_path):
+    controller, inbox = smtp
+    config = write_report_config(tmp_path, controller.port)
+    seed(config, HITS, DECISIONS)
+    r = subprocess.run([sys.executable, "-c", LATE_CLAIM, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[-2] == "[0, 1]"  # the first sees the earlier claim after settling: only the slow one sends
+    time.sleep(0.5)
+    assert len(inbox.messages) == 1

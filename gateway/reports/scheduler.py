@@ -6,12 +6,16 @@ looks once a minute. Whatever period is due and not yet in `report_runs` is sent
 down on Monday morning sends it when it is back, and a restart does not send it twice), then recorded.
 Several gateways share the work through `report_claims`: each claims a due period first, and only the
 earliest live claim sends (`claim_period`), so two workers looking in the same second send one e-mail.
+A claim's time is taken when its insert starts and it becomes visible when the insert ends, so each
+scheduler reads the claims only CLAIM_SETTLE after writing its own: an earlier claim still being written
+then is seen (measured under load: the four inserts of tests/test_reports.py end within ~20 ms).
 A failed send is logged with what to fix and tried again 15 minutes later; it never stops the gateway.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time as time_module
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
@@ -26,6 +30,7 @@ from gateway.reports.send import send_report
 log = logging.getLogger("consentgate.reports")
 SCHEDULE_PERIODS = {"weekly": "week", "monthly": "month"}
 RETRY_AFTER = timedelta(minutes=15)
+CLAIM_SETTLE = 2.0  # seconds between writing a claim and reading who claimed first
 
 
 def due_period(period: str, site: SiteConfig, send_hour: int, now: datetime) -> tuple[date, date] | None:
@@ -38,8 +43,10 @@ def due_period(period: str, site: SiteConfig, send_hour: int, now: datetime) -> 
 
 class ReportScheduler:
     def __init__(self, config: GatewayConfig, store: Store, interval: float = 60.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 claim_settle: float = CLAIM_SETTLE) -> None:
         self.config = config
+        self.claim_settle = claim_settle
         self.store = store
         self.interval = interval
         self.clock = clock
@@ -100,7 +107,7 @@ class ReportScheduler:
                 key = (site.name, period, due[0])
                 if now < self._retry_at.get(key, now) or self._already_sent(key):
                     continue
-                if not claim_period(self.store, self.owner, *key):
+                if not claim_period(self.store, self.owner, *key, settle=lambda: self._stop.wait(self.claim_settle)):
                     continue  # another gateway sends it; the next look finds it in report_runs
                 try:
                     send_report(self.config, self.store, site, period, due[0], due[1], site.report_to)
@@ -117,14 +124,17 @@ class ReportScheduler:
         return sent
 
 
-def claim_period(store: Store, owner: str, site: str, period: str, start: date) -> bool:
+def claim_period(store: Store, owner: str, site: str, period: str, start: date,
+                 settle: Callable[[], object] = lambda: time_module.sleep(CLAIM_SETTLE)) -> bool:
     """Claims the report of one period for the scheduler `owner`: True when the earliest live claim is its own
     (it sends); False when another scheduler claimed first. The server's clock orders the claims, the id breaks
     a tie. The owner, not the attempt, is compared: a gateway that lost and looks again a minute later must
-    not lose to its own older claim once the winner's has lapsed."""
+    not lose to its own older claim once the winner's has lapsed. `settle` waits between writing and reading:
+    without it, a claim stamped earlier but still being written is not seen, and both send."""
     key = {"s": site, "p": period, "d": start}
     store.command("INSERT INTO {db}.report_claims (site, period, period_start, claim) "
                   "VALUES ({s:String}, {p:String}, {d:Date}, {c:UUID})", {**key, "c": owner})
+    settle()
     first = store.query_value(f"""SELECT toString(claim) FROM {{db}}.report_claims
                                   WHERE site = {{s:String}} AND period = {{p:String}} AND period_start = {{d:Date}}
                                     AND claimed_at > now64(6) - INTERVAL {int(RETRY_AFTER.total_seconds())} SECOND
