@@ -14,6 +14,8 @@ import pytest
 
 from harness import ROOT
 
+pytestmark = pytest.mark.alone  # under load by design: run with nothing else beside them (scripts/test)
+
 
 def campaign(*args: str, timeout: float = 400) -> dict:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "crash_campaign.py"), *args], cwd=ROOT,
