@@ -265,10 +265,9 @@ class Store:
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.client.command(self._sql(sql), parameters=parameters or {})
 
-    def delete(self, deletes: Sequence[tuple[str, str, dict[str, Any]]], wait: bool = True,
-               timeout: float = DELETE_TIMEOUT) -> None:
-        """Lightweight DELETEs, each `(table, where, parameters)`, all issued at once; with `wait`, returns
-        once the tables have no delete left to apply. Why not one synchronous DELETE after another: each
+    def delete(self, deletes: Sequence[tuple[str, str, dict[str, Any]]], timeout: float = DELETE_TIMEOUT) -> None:
+        """Lightweight DELETEs, each `(table, where, parameters)`, all issued at once; returns once the tables
+        have no delete left to apply. Why not one synchronous DELETE after another: each
         holds the connection about 1.3 s (the engine checks for the mutation's end once a second) though
         applying it takes some 20 ms, and every other query of the process (a stats request) waits behind
         it. Raises StoreUnavailable when a delete fails (the failed one is killed, or it would hold up every
@@ -276,7 +275,7 @@ class Store:
         tables = sorted({table for table, _, _ in deletes})
         for table, where, parameters in deletes:
             self.command(f"DELETE FROM {{db}}.{table} WHERE {where} SETTINGS lightweight_deletes_sync = 0", parameters)
-        if not wait or not tables:
+        if not tables:
             return
         deadline, pause = time.monotonic() + timeout, 0.01
         while True:

@@ -27,9 +27,8 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +37,9 @@ from starlette.requests import Request
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, unknown_site
 from gateway.ratelimit import NetworkLimiter, client_network, too_many_requests
+
+if TYPE_CHECKING:
+    from gateway.shared_links import SharedLink
 
 SESSION_COOKIE = "cg_stats"
 SHARE_COOKIE = "cg_share"
@@ -141,12 +143,10 @@ class TokenAuth:
             return None
         return None if data["sid"] in self._ended else data
 
-    def session_access(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess | None:
-        """The access of the request's dashboard session or, failing that, its shared-link session. `live`: how
-        to look a link up (default: in the store, now)."""
+    def dashboard_access(self, request: Request) -> StatsAccess | None:
+        """The access of the request's dashboard session (logged in with a stats token), or None."""
         data = self._session(request)
-        access = None if data is None else self._session_keys.get(data["k"])
-        return access if access is not None else self.shared_link_access(request, live)
+        return None if data is None else self._session_keys.get(data["k"])
 
     # ---- shared links' sessions -------------------------------------------------------------------
 
@@ -160,17 +160,10 @@ class TokenAuth:
             return None
         return None if data["sid"] in self._ended else data["l"]  # logged out: ended on the server too
 
-    def shared_link_access(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess | None:
-        """Read-only access to one site while the session's link is live (looked up now: revoking ends it)."""
-        from gateway.shared_links import SharedLinks
-
-        link_id = self.share_session_link(request)
-        if link_id is None:
-            return None
-        link = (live or SharedLinks(request.app.state.services.store).live)(link_id)
-        if link is None:
-            return None
-        return StatsAccess(frozenset({link.site}), read_only=True, shared_link=link.link_id)
+    @staticmethod
+    def link_access(link: SharedLink | None) -> StatsAccess | None:
+        """Read-only access to the site of a live shared link (None: no link, or no longer live)."""
+        return None if link is None else StatsAccess(frozenset({link.site}), read_only=True, shared_link=link.link_id)
 
     def end_session(self, request: Request) -> None:
         """Logs out: the dashboard session and the shared-link session of the request, each ended on the server,
@@ -194,13 +187,15 @@ class TokenAuth:
 
     # ---- checks ---------------------------------------------------------------------------------
 
-    def require_stats(self, request: Request, live: Callable[[str], Any] | None = None) -> StatsAccess:
+    def require_stats(self, request: Request, link: SharedLink | None = None) -> StatsAccess:
+        """The access of the request's bearer token, else of its dashboard session, else of `link` (the live
+        link of its shared-link session, looked up by the caller: see session_access)."""
         if not self.has_tokens:
             raise GatewayError(401, "unauthorized", "this gateway has no stats tokens: add stats_tokens = [\"...\"] "
                                "to its [gateway] table (every site) or to a [sites.NAME] table (that site)")
         header = request.headers.get("authorization", "")
         if not header:
-            access = self.session_access(request, live)
+            access = self.dashboard_access(request) or self.link_access(link)
             if access is None:
                 raise GatewayError(401, "unauthorized", "send 'Authorization: Bearer <stats token>', "
                                    "or log in at /dashboard")
@@ -232,20 +227,34 @@ class TokenAuth:
             raise GatewayError(401, "unauthorized", "the metrics token is wrong: send the gateway's metrics_token")
 
 
+async def shared_session_link(request: Request) -> SharedLink | None:
+    """The live link of the request's shared-link session (signature, age and logout checked on the loop), looked up
+    in the store off the event loop: a query of ~6 ms there would stop every other request, collect included."""
+    from gateway.shared_links import SharedLinks
+
+    link_id = request.app.state.token_auth.share_session_link(request)
+    if link_id is None:
+        return None
+    return await run_in_threadpool(SharedLinks(request.app.state.services.store).live, link_id)
+
+
+async def session_access(request: Request) -> StatsAccess | None:
+    """The access of the request's dashboard session or, failing that, of its shared-link session (the link is
+    looked up only then)."""
+    auth: TokenAuth = request.app.state.token_auth
+    return auth.dashboard_access(request) or auth.link_access(await shared_session_link(request))
+
+
 async def require_stats_access(config: GatewayConfig, request: Request, site: str | None = None) -> StatsAccess:
     """Raises 401 without a valid stats token or dashboard session, 429 while the client's network is
     blocked, and, when `site` is given, 403 unless the token may read that site. Returns what it may read.
-    A shared-link session's link is looked up in the store off the event loop (a query of ~6 ms would
-    stop every other request, collect included, on each of the dashboard's calls); the checks stay on it."""
-    from gateway.shared_links import SharedLinks
-
+    A shared-link session's link is looked up (off the event loop) only when neither a token nor a dashboard
+    session gives access."""
     auth: TokenAuth = request.app.state.token_auth
-    live = None
-    link_id = None if request.headers.get("authorization") else auth.share_session_link(request)
-    if link_id is not None:
-        link = await run_in_threadpool(SharedLinks(request.app.state.services.store).live, link_id)
-        live = lambda _: link  # noqa: E731 - the link looked up above
-    access = auth.require_stats(request, live)
+    link = None
+    if not request.headers.get("authorization") and auth.dashboard_access(request) is None:
+        link = await shared_session_link(request)
+    access = auth.require_stats(request, link)
     if access.shared_link:
         endpoint = request.scope.get("endpoint")
         if getattr(endpoint, "__module__", "") not in SHARED_LINK_ENDPOINTS or request.method not in ("GET", "HEAD"):

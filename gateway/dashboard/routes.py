@@ -23,7 +23,7 @@ from gateway.clientip import is_https
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.services import Services
-from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth
+from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth, session_access
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,8 +93,7 @@ def _clear_share_cookie(response: Response, request: Request, config: GatewayCon
 
 
 async def dashboard(request: Request) -> Response:
-    auth: TokenAuth = request.app.state.token_auth
-    if auth.session_access(request) is None:
+    if await session_access(request) is None:
         return _login_page()
     return HTMLResponse((STATIC / "dashboard.html").read_text(encoding="utf-8"), headers=SECURITY_HEADERS)
 
