@@ -136,7 +136,7 @@ def _from_visits(q: stats.StatsQuery, how: stats.Plan, conds: list[str]) -> str:
     # Only visits holding a hit of the first step enter: the masks are made for those alone.
     return f"""SELECT {_levels(len(conds))} FROM (
                    SELECT visitor_hash, {masks} AS masks, {", ".join(taken)}, {level} AS level
-                   FROM ({stats.visit_rows(q, how.coverage, "", arrays)}) WHERE {stats.over_hits("arrayExists", conds[0])})"""
+                   FROM ({stats.visit_rows(q, how.coverage, "", arrays, stats.over_hits("arrayExists", conds[0]))}))"""
 
 
 def _from_hits(q: stats.StatsQuery, conds: list[str]) -> str:

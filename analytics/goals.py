@@ -245,8 +245,9 @@ def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stat
     if how.coverage is not None and (q.filters or visit_value):
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         reads = " ".join([*columns.values(), any_goal])
-        return (f"SELECT visitor_hash, {picked} FROM ({stats.table_hits(q, how.coverage, reads, visit_value)}) "
-                f"WHERE {any_goal}")
+        # only the visits with a completing hit are unrolled into hits
+        visits = stats.table_hits(q, how.coverage, reads, visit_value, stats.over_hits("arrayExists", any_goal))
+        return f"SELECT visitor_hash, {picked} FROM ({visits}) WHERE {any_goal}"
     if not q.filters:  # one scan of the matching hits: exact, and as fast as the tables
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         return f"SELECT visitor_hash, {picked} FROM {{db}}.events WHERE {stats.RANGE} AND {any_goal}"

@@ -210,37 +210,43 @@ def over_hits(function: str, sql: str) -> str:
     return f"{function}(({', '.join(columns)}) -> {sql}, {', '.join(HIT_ARRAYS[c] for c in columns)})"
 
 
-def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str, ...] = ()) -> str:
+def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str, ...] = (), where: str = "") -> str:
     """SQL of the range's visits that pass the filters, as visitor_hash, start (the first hit's time),
     pv (pageviews; with hit filters the matching ones), bounce (at most one pageview), ms (duration), the
     column `value` and the `arrays` (columns of visits.HIT_ARRAYS, and hit_ms): rows of the visits table up
-    to `cov.until`, visits starting later sessionized live. A hit filter tests each visit's hit arrays."""
+    to `cov.until`, visits starting later sessionized live. A hit filter tests each visit's hit arrays. `where`:
+    a further condition on the visit's columns and arrays (say, that a hit completes a funnel's first step)."""
     match = _hit_match(q)
     if q.hit_filters:
         arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
     raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
                               *([value] if value else []), *arrays]))
     columns = ", ".join(raw)
-    sql = f"""SELECT {columns} FROM {{db}}.visits
-              WHERE site = {{site:String}} AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC')
-                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in cov.builds)}) AND {NOT_RESTRICTED}"""
-    _, hi = q.bounds()
-    if cov.until < hi.replace(tzinfo=None):
-        # the hits of the 30 minutes before `until` tell which later hits continue a visit the table holds
-        recent = f"site = {{site:String}} AND timestamp >= {UNTIL} - INTERVAL 30 MINUTE AND {RANGE}"
-        sql += (f" UNION ALL SELECT {columns} FROM ({visit_rows_sql(recent, tuple(raw[4:]))})"
-                f" WHERE timestamp >= {UNTIL}")
     cond = " AND ".join(f"{k} = {{f_{k}:String}}" for k in q.visit_filters) or "1"
     pv = "pageviews"
     if q.hit_filters:
         cond += f" AND {over_hits('arrayExists', match)}"
         pv = over_hits("arrayCount", f"type = 'pageview' AND {match}")
+    if where:
+        cond += f" AND {where}"
+    # The filters go into each branch: over a UNION ALL, ClickHouse filters only after reading every row's
+    # arrays (measured: 241 against 156 ms for a 30-day summary filtered by page, the live branch empty).
+    sql = f"""SELECT {columns} FROM {{db}}.visits
+              WHERE site = {{site:String}} AND timestamp >= toDateTime64({{lo:DateTime64(3)}}, 3, 'UTC')
+                AND timestamp < {UNTIL} AND build IN ({", ".join(str(b) for b in sorted(set(cov.builds)))}) AND {NOT_RESTRICTED}
+                AND {cond}"""
+    _, hi = q.bounds()
+    if cov.until < hi.replace(tzinfo=None):
+        # the hits of the 30 minutes before `until` tell which later hits continue a visit the table holds
+        recent = f"site = {{site:String}} AND timestamp >= {UNTIL} - INTERVAL 30 MINUTE AND {RANGE}"
+        sql += (f" UNION ALL SELECT {columns} FROM ({visit_rows_sql(recent, tuple(raw[4:]))})"
+                f" WHERE timestamp >= {UNTIL} AND {cond}")
     picked = "".join(f", {c}" for c in dict.fromkeys([*([value] if value else []), *arrays]))
     return f"""SELECT visitor_hash, timestamp AS start, {pv} AS pv, pageviews <= 1 AS bounce, duration_ms AS ms{picked}
-               FROM ({sql}) WHERE {cond}"""
+               FROM ({sql})"""
 
 
-def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "") -> str:
+def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "", where: str = "") -> str:
     """SQL of the hits of the range's visits that pass q's filters, from the visits table (see visit_rows):
     one row per hit with visitor_hash, timestamp (the hit's), the hit columns that the SQL `reads` (written
     over an `events` row) needs, and the visit's column `value`. A visit counts whole, like every answer
@@ -250,7 +256,7 @@ def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "") -> str
     joined = ", ".join(["hit_ms AS at_ms", *(f"{HIT_ARRAYS[c]} AS {c}" for c in columns)])
     picked = "".join(f", {c}" for c in [*columns, *([value] if value else [])])
     return f"""SELECT visitor_hash, addMilliseconds(start, at_ms) AS timestamp{picked}
-               FROM ({visit_rows(q, cov, value, arrays)}) ARRAY JOIN {joined}"""
+               FROM ({visit_rows(q, cov, value, arrays, where)}) ARRAY JOIN {joined}"""
 
 
 def _ratio(a: float, b: float, digits: int = 2) -> float:

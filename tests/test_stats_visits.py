@@ -119,6 +119,9 @@ def test_ranges_up_to_now_join_built_days_and_live_hours(gw, api):
             break
         time.sleep(0.2)
     assert {k: now[k] for k in expected} == {k: v + 1 for k, v in expected.items()}
+    # a filter on the live visits (sessionized at query time, beside the table's)
+    live = api.get("/recent/summary", params={**recent_range(), "page": "/now"}).json()["current"]
+    assert (live["visits"], live["pageviews"]) == (1, 1)
     sources = api.get("/recent/breakdown/source", params=recent_range()).json()["results"]
     assert {r["value"]: r["visits"] for r in sources} == {"search": 1, "social": 1, "direct": 4}
     pages = api.get("/recent/breakdown/page", params={**recent_range(), "limit": "100"}).json()
