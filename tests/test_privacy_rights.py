@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from forwarding_helpers import GATEWAY, metric, send_hit, wait_until, webhook
 from harness import ROOT, SECRET, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, grant
@@ -122,7 +124,8 @@ def test_erasure_leaves_no_line_or_row_after_restart_and_replay(make_gateway):
 
 
 def _stats(c, path: str) -> dict:
-    today = time.strftime("%Y-%m-%d")
+    # the site's today (its timezone, Europe/Amsterdam by default): from 23:00 UTC the machine's date is a day behind
+    today = datetime.now(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m-%d")
     r = c.get(f"/api/stats/demo/{path}", params={"from": today, "to": today},
               headers={"Authorization": f"Bearer {STATS_TOKEN}"})
     assert r.status_code == 200, r.text
