@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics import stats
-from analytics.goals import (MAX_NAME, Goal, GoalError, Params, config_definitions, match_sql, parse_goal,
+from analytics.goals import (MAX_NAME, Goal, GoalError, Params, config_definitions, key_sql, match_sql, parse_goal,
                              stored_definitions)
 from analytics.store import Store
 from analytics.visits import HIT_ARRAYS
@@ -99,7 +99,7 @@ def report(store: Store, q: stats.StatsQuery, funnel: Funnel) -> dict[str, Any]:
     conds = [match_sql(step, params) for step in funnel.steps]
     how = stats.plan(store, q)
     if how.coverage is not None:
-        row = store.query_dicts(_from_visits(q, how, conds), {**stats.params_of(q, how), **params.values})[0]
+        row = store.query_dicts(_from_visits(q, how, conds, [key_sql(step, params) for step in funnel.steps]), {**stats.params_of(q, how), **params.values})[0]
     else:
         row = store.query_dicts(_from_hits(q, conds), {**q.params(), **params.values})[0]
     first = int(row["u1"])
@@ -120,12 +120,22 @@ def _levels(n: int) -> str:
                      for k in range(1, n + 1))
 
 
-def _from_visits(q: stats.StatsQuery, how: stats.Plan, conds: list[str]) -> str:
+def _from_visits(q: stats.StatsQuery, how: stats.Plan, conds: list[str], keys: list[str | None]) -> str:
     """SQL of the funnel's counts from the visits table (large ranges). Per passing visit, a mask of the steps each
     of its hits completes; then step k is taken at the first hit (in time order) that completes it later than
     step k - 1 was taken: the earliest such hit serves best, so the number of steps taken is the deepest one
     reached, as windowFunnel's `strict_increase` counts it. One vectorized array pass per step (arrayFold, one
-    pass per hit, is 3x slower)."""
+    pass per hit, is 3x slower). When every step is an equality (`keys`: their hit keys), the steps are found in
+    the visit's hit keys: numbers, 3x faster than the strings' masks."""
+    if all(keys):
+        taken = [f"indexOf(hit_key, {keys[0]}) AS i1"]
+        for k in range(2, len(keys) + 1):
+            taken.append(f"if(i{k - 1} = 0, 0, arrayFirstIndex((key, t) -> key = {keys[k - 1]} AND t > hit_ms[i{k - 1}], "
+                         f"hit_key, hit_ms)) AS i{k}")
+        level = " + ".join(f"(i{k} > 0)" for k in range(1, len(keys) + 1))
+        return f"""SELECT {_levels(len(keys))} FROM (
+                       SELECT visitor_hash, {", ".join(taken)}, {level} AS level
+                       FROM ({stats.visit_rows(q, how.coverage, "", ("hit_ms", "hit_key"), f"has(hit_key, {keys[0]})")}))"""
     masks = stats.over_hits("arrayMap", " + ".join(f"toUInt16({c}) * {1 << i}" for i, c in enumerate(conds)))
     taken = ["arrayFirstIndex(m -> bitTest(m, 0), masks) AS i1"]
     for k in range(2, len(conds) + 1):

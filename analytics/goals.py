@@ -26,7 +26,7 @@ from typing import Any
 from analytics import stats
 from analytics.stats import prop_name_problem
 from analytics.store import Store
-from analytics.visits import HIT_ARRAYS
+from analytics.visits import HIT_ARRAYS, hit_key_sql
 
 MAX_NAME = 80
 MAX_PATTERN = 512
@@ -197,6 +197,22 @@ def match_sql(goal: Goal, params: Params) -> str:
     return "(" + " AND ".join(conds) + ")"
 
 
+def key_sql(goal: Goal, params: Params) -> str | None:
+    """SQL of the `hit_key` a hit completing the goal carries (analytics/visits.py), when the goal is an equality:
+    a page goal without `*`, an event goal without properties. None otherwise (compare the hit's strings)."""
+    if goal.page:
+        return None if "*" in goal.page else hit_key_sql("pageview", params.add(goal.page))
+    return None if goal.props else hit_key_sql("event", params.add(goal.event))
+
+
+def any_completed_sql(goals: list[Goal], params: Params) -> str:
+    """SQL, over a `visits` row, true when one of its hits completes one of the goals."""
+    keys = [key_sql(g, params) for g in goals]
+    if all(keys):
+        return f"hasAny(hit_key, [{', '.join(keys)}])"  # type: ignore[arg-type]
+    return stats.over_hits("arrayExists", "(" + " OR ".join(match_sql(g, params) for g in goals) + ")")
+
+
 def revenue_sql(goal: Goal, params: Params) -> str:
     """SQL of the revenue a matching row carries (0 without a revenue property or a number in it)."""
     if not goal.revenue_property:
@@ -238,7 +254,8 @@ def site_goals(store: Store, site: str, configured: tuple[Goal, ...]) -> list[Go
 
 # ---- reports -----------------------------------------------------------------------------------
 
-def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stats.Plan, visit_value: str = "") -> str:
+def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stats.Plan, visit_value: str = "",
+          completed: str = "") -> str:
     """SQL of the range's hits that complete a goal (`any_goal`) and count (with filters: hits of the visits
     that pass them), as visitor_hash and `columns` (alias -> SQL over an `events` row, or `visit_value`, a column
     of the visit holding the hit). Large ranges read the hits from the visits table (see stats.table_hits)."""
@@ -246,7 +263,7 @@ def _hits(q: stats.StatsQuery, columns: dict[str, str], any_goal: str, how: stat
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
         reads = " ".join([*columns.values(), any_goal])
         # only the visits with a completing hit are unrolled into hits
-        visits = stats.table_hits(q, how.coverage, reads, visit_value, stats.over_hits("arrayExists", any_goal))
+        visits = stats.table_hits(q, how.coverage, reads, visit_value, completed or stats.over_hits("arrayExists", any_goal))
         return f"SELECT visitor_hash, {picked} FROM ({visits}) WHERE {any_goal}"
     if not q.filters:  # one scan of the matching hits: exact, and as fast as the tables
         picked = ", ".join(f"{sql} AS {alias}" for alias, sql in columns.items())
@@ -269,12 +286,14 @@ def report(store: Store, q: stats.StatsQuery, goals: list[Goal], currency: str) 
     matches = [match_sql(g, params) for g in goals]
     revenues = [revenue_sql(g, params) for g in goals]
     if how.coverage is not None:  # per visit of the visits table: its completions and revenue of each goal
+        keys = [key_sql(g, params) for g in goals]
         per_visit = ", ".join(
-            f"{stats.over_hits('arrayCount', m)} AS k{i}, "
+            (f"arrayCount(k -> k = {key}, hit_key) AS k{i}, " if key else f"{stats.over_hits('arrayCount', m)} AS k{i}, ")
             + (f"{stats.over_hits('arraySum', f'if({m}, {r}, toDecimal64(0, 2))')} AS w{i}" if g.revenue_property
                else f"toDecimal64(0, 2) AS w{i}")
-            for i, (g, m, r) in enumerate(zip(goals, matches, revenues)))
-        arrays = tuple(HIT_ARRAYS[c] for c in stats.hit_columns_in(*matches, *revenues))
+            for i, (g, m, r, key) in enumerate(zip(goals, matches, revenues, keys)))
+        unkeyed = [m for g, m, key in zip(goals, matches, keys) if not key or g.revenue_property]  # read as strings
+        arrays = ("hit_key", *(HIT_ARRAYS[c] for c in stats.hit_columns_in(*unkeyed, *revenues)))
         # the range's visitors from the same scan, counted as the summary counts them (one scan, not two)
         picks = f"{stats.SKETCH}(visitor_hash) AS visitors, " + ", ".join(
             f"{how.uniq_if}(visitor_hash, k{i} > 0) AS c{i}, sum(k{i}) AS n{i}, sum(w{i}) AS v{i}" for i in range(len(goals)))
@@ -305,7 +324,8 @@ def timeseries(store: Store, q: stats.StatsQuery, goal: Goal, interval: str, how
     bucket = stats.INTERVALS[interval]
     how = how or stats.plan(store, q)
     sql = f"""SELECT bucket, uniqExact(visitor_hash) AS conversions, count() AS completions, sum(r) AS revenue
-              FROM ({_hits(q, {"bucket": bucket, "r": revenue}, match, how)}) GROUP BY bucket"""
+              FROM ({_hits(q, {"bucket": bucket, "r": revenue}, match, how, completed=any_completed_sql([goal], params))})
+              GROUP BY bucket"""
     found = {r["bucket"]: r for r in store.query_dicts(sql, {**stats.params_of(q, how), **params.values})}
     out = []
     for label in stats.bucket_labels(q, interval):
@@ -327,7 +347,8 @@ def breakdown(store: Store, q: stats.StatsQuery, goal: Goal, dimension: str, lim
     how = how or stats.plan(store, q)
     if how.coverage is not None:
         value = {"source": "source", "page": "path", "country": "country"}[dimension]
-        source = _hits(q, {"value": value, "r": revenue}, match, how, "source" if dimension == "source" else "")
+        source = _hits(q, {"value": value, "r": revenue}, match, how, "source" if dimension == "source" else "",
+                       any_completed_sql([goal], params))
     elif dimension == "source":  # the source of the visit holding the hit: sessionize (only converting visitors)
         converted = f"visitor_hash IN (SELECT visitor_hash FROM {{db}}.events WHERE {stats.RANGE} AND {match})"
         source = (f"SELECT visitor_hash, visit_source AS value, r "

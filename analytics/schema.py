@@ -256,6 +256,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (site, period, period_start, claimed_at)
         TTL toDateTime(claimed_at) + INTERVAL 90 DAY""",
     ]),
+    # Each visit's hits as numbers too (layout 3): sipHash64 of a pageview's type and path, or of an event's type
+    # and name. A page goal, event goal or funnel step that is an equality compares 64-bit numbers instead of
+    # dictionary strings: a 3-step funnel's levels 3x faster on the 10M-event store (277 against 95 ms).
+    (12, [
+        "ALTER TABLE {db}.visits ADD COLUMN IF NOT EXISTS hit_key Array(UInt64)",
+    ]),
 ]
 
 # Tables derived from `events` that hold visitor data: retention applies to them as well.

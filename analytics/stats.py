@@ -219,6 +219,8 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
     match = _hit_match(q)
     if q.hit_filters:
         arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
+    if "hit_key" in where:  # the live branch computes only the arrays asked for
+        arrays = (*arrays, "hit_key")
     raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
                               *([value] if value else []), *arrays]))
     columns = ", ".join(raw)

@@ -70,8 +70,18 @@ VISIT_VALUES: dict[str, tuple[tuple[str, ...], str]] = {
 HIT_ARRAYS = {c: f"hit_{c}" for c in ("type", "path", "name", "country", "browser", "os", "device", "props")}
 VISIT_VALUES["hit_ms"] = ((), "arrayMap(t -> toUInt32(t - ts[a]), arraySlice(ts, a, b - a + 1))")
 VISIT_VALUES.update({array: ((c,), f"arrayMap(x -> x.{{{c}}}, arraySlice(h, a, b - a + 1))") for c, array in HIT_ARRAYS.items()})
+# Each hit as one number (layout 3; see hit_key_sql): equality goals and funnel steps compare these.
+VISIT_VALUES["hit_key"] = (("type", "path", "name"),
+                           "arrayMap(x -> sipHash64(x.{type}, if(x.{type} = 'pageview', x.{path}, x.{name})), "
+                           "arraySlice(h, a, b - a + 1))")
 # What a build writes: a day built with an older layout is built again, and read from the hits until then.
-LAYOUT = 2
+LAYOUT = 3
+
+
+def hit_key_sql(kind: str, value: str) -> str:
+    """SQL of the `hit_key` of a pageview of path `value` (kind 'pageview') or an event named `value` ('event'),
+    `value` being SQL (a query parameter)."""
+    return f"sipHash64('{kind}', {value})"
 
 
 def visit_rows_sql(where: str, values: tuple[str, ...] = tuple(VISIT_VALUES)) -> str:

@@ -55,6 +55,8 @@ HITS = [
     signup("f", at(7, 0, 5)),
 ]
 CONFIG_FUNNEL = {"name": "Signup", "steps": [{"page": "/"}, {"page": "/pricing*"}, {"event": "signup"}]}
+# Every step an equality: from the tables, the steps are found among the visits' numeric hit keys.
+EXACT_FUNNEL = {"name": "Exact steps", "steps": [{"page": "/"}, {"page": "/pricing"}, {"event": "signup"}]}
 API_FUNNEL = {"name": "Pro signup", "steps": [{"name": "Pricing", "page": "/pricing*"},
                                               {"name": "Pro", "event": "signup", "props": {"plan": "pro"}}]}
 
@@ -65,7 +67,7 @@ def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     ranges, goals and funnels read the visits table's hit arrays)."""
     folder = tmp_path_factory.mktemp("funnels")
     config = write_config(folder, gateway=TABLES if request.param == "tables" else {},
-                          sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL]}})
+                          sites={"shop": {"origins": [SITE_ORIGIN], "funnels": [CONFIG_FUNNEL, EXACT_FUNNEL]}})
     seed(config, HITS)
     process = GatewayProcess(config, folder).start()
     process.tables = request.param == "tables"
@@ -123,7 +125,7 @@ def funnel_id(api, name: str) -> str:
     return next(f["id"] for f in api.get("/shop/funnels").json()["funnels"] if f["name"] == name)
 
 
-@pytest.mark.parametrize("funnel", [CONFIG_FUNNEL, API_FUNNEL], ids=["config", "api"])
+@pytest.mark.parametrize("funnel", [CONFIG_FUNNEL, EXACT_FUNNEL, API_FUNNEL], ids=["config", "exact", "api"])
 @pytest.mark.parametrize("filters", [{}, {"country": "DE"}, {"source": "search"}, {"page": "/blog/aside"},
                                      {"prop.plan": "free"}, {"country": "NL", "source": "direct"}])
 def test_funnel_matches_the_hits(gw, api, funnel, filters):
@@ -149,8 +151,8 @@ def test_funnel_spot_check(gw, api):
 
 def test_funnels_are_listed_created_and_deleted(api):
     listed = api.get("/shop/funnels").json()["funnels"]
-    assert [(f["name"], f["editable"]) for f in listed] == [("Signup", False), ("Pro signup", True)]
-    assert listed[1]["steps"][1] == {"name": "Pro", "kind": "event", "event": "signup", "props": {"plan": "pro"}}
+    assert [(f["name"], f["editable"]) for f in listed] == [("Signup", False), ("Exact steps", False), ("Pro signup", True)]
+    assert listed[2]["steps"][1] == {"name": "Pro", "kind": "event", "event": "signup", "props": {"plan": "pro"}}
     made = api.post("/shop/funnels", json={"name": "Tmp", "steps": [{"page": "/"}, {"page": "/x"}]})
     assert made.status_code == 201
     assert api.delete(f"/shop/funnels/{made.json()['id']}").status_code == 200

@@ -59,7 +59,8 @@ def recent_hits(erased: str) -> list[Hit]:
 def gw(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("stats-visits")
     config = write_config(folder, gateway=TABLES,
-                          sites={**SITES, "recent": {"origins": [SITE_ORIGIN]}})
+                          sites={**SITES, "recent": {"origins": [SITE_ORIGIN], "goals": [{"name": "Now", "page": "/now"}],
+                                                     "funnels": [{"name": "Now", "steps": [{"page": "/"}, {"page": "/now"}]}]}})
     process = GatewayProcess(config, folder).start()
     with process.client() as c:  # a consent id whose past hits the erasure test erases
         process.erased = grant(c, site="recent", analytics=True)
@@ -122,6 +123,12 @@ def test_ranges_up_to_now_join_built_days_and_live_hours(gw, api):
     # a filter on the live visits (sessionized at query time, beside the table's)
     live = api.get("/recent/summary", params={**recent_range(), "page": "/now"}).json()["current"]
     assert (live["visits"], live["pageviews"]) == (1, 1)
+    # a goal and a funnel over the live visits too (equality steps: the visits' hit keys, computed live)
+    now_goal = api.get("/recent/conversions", params=recent_range()).json()["results"]
+    assert [(g["name"], g["conversions"], g["completions"]) for g in now_goal] == [("Now", 1, 1)]
+    funnel = api.get("/recent/funnels/config:Now", params=recent_range()).json()["results"]
+    home_visitors = len({h.visitor for h in recent_hits(gw.erased["consent_id"]) if h.path == "/"})
+    assert [s["visitors"] for s in funnel] == [home_visitors, 0]  # /now was a visit of its own
     sources = api.get("/recent/breakdown/source", params=recent_range()).json()["results"]
     assert {r["value"]: r["visits"] for r in sources} == {"search": 1, "social": 1, "direct": 4}
     pages = api.get("/recent/breakdown/page", params={**recent_range(), "limit": "100"}).json()
