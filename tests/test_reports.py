@@ -349,13 +349,18 @@ store.close()
 """
 
 
+def run_schedulers(script: str, smtp_port: int, tmp_path) -> str:
+    """Runs a script of schedulers over a seeded store (its own process: chDB's lock); returns its last line."""
+    config = write_report_config(tmp_path, smtp_port)
+    seed(config, HITS, DECISIONS)
+    r = subprocess.run([sys.executable, "-c", script, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
 def test_several_gateways_looking_at_once_send_the_report_once(smtp, tmp_path):
     controller, inbox = smtp
-    config = write_report_config(tmp_path, controller.port)
-    seed(config, HITS, DECISIONS)
-    r = subprocess.run([sys.executable, "-c", RACE, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[-1] == "2"  # the week once, and the month by the gateway still looking
+    assert run_schedulers(RACE, controller.port, tmp_path) == "2"  # the week once, and the month by the gateway still looking
     time.sleep(0.5)
     assert len(inbox.messages) == 2 and all(rcpt == [TO] for rcpt, _ in inbox.messages)
     assert sorted(m["Subject"].split(",")[0] for _, m in inbox.messages) == ["shop: monthly report", "shop: weekly report"]
@@ -391,10 +396,6 @@ store.close()
 
 def test_a_claim_stamped_earlier_but_written_later_still_wins(smtp, tmp_path):
     controller, inbox = smtp
-    config = write_report_config(tmp_path, controller.port)
-    seed(config, HITS, DECISIONS)
-    r = subprocess.run([sys.executable, "-c", LATE_CLAIM, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[-2] == "[0, 1]"  # the first sees the earlier claim after settling: only the slow one sends
+    assert run_schedulers(LATE_CLAIM, controller.port, tmp_path) == "[0, 1]"  # the first sees the earlier claim after settling: only the slow one sends
     time.sleep(0.5)
     assert len(inbox.messages) == 1
