@@ -34,7 +34,7 @@ from analytics.channels import source_sql
 from analytics.erasure import NOT_RESTRICTED
 from analytics.store import Store
 from analytics.visits import (HIT_ARRAYS, HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage,
-                              coverage, visit_rows_sql)
+                              coverage, hit_key_sql, visit_rows_sql)
 
 REALTIME_SECONDS = 5 * 60
 
@@ -217,16 +217,24 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
     to `cov.until`, visits starting later sessionized live. A hit filter tests each visit's hit arrays. `where`:
     a further condition on the visit's columns and arrays (say, that a hit completes a funnel's first step)."""
     match = _hit_match(q)
-    if q.hit_filters:
+    # A page filter compares each hit's number (visits.hit_key) first: 111 against 187 ms for 30 days (1.25M
+    # visits) filtered by page. Alone, it is the whole test, and its pageviews are the visit's equal keys.
+    page_key = hit_key_sql("pageview", "{f_page:String}") if "page" in q.hit_filters else ""
+    page_only = set(q.hit_filters) == {"page"}
+    if q.hit_filters and not page_only:
         arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
-    if "hit_key" in where:  # the live branch computes only the arrays asked for
+    if page_key or "hit_key" in where:  # the live branch computes only the arrays asked for
         arrays = (*arrays, "hit_key")
     raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
                               *([value] if value else []), *arrays]))
     columns = ", ".join(raw)
     cond = " AND ".join(f"{k} = {{f_{k}:String}}" for k in q.visit_filters) or "1"
     pv = "pageviews"
-    if q.hit_filters:
+    if page_key:
+        cond += f" AND has(hit_key, {page_key})"
+    if page_only:
+        pv = f"countEqual(hit_key, {page_key})"
+    elif q.hit_filters:
         cond += f" AND {over_hits('arrayExists', match)}"
         pv = over_hits("arrayCount", f"type = 'pageview' AND {match}")
     if where:

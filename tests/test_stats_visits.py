@@ -141,7 +141,8 @@ def test_ranges_up_to_now_join_built_days_and_live_hours(gw, api):
 
 
 @pytest.mark.parametrize("filters", [{"page": "/pricing"}, {"country": "BE"}, {"event": "signup"},
-                                     {"page": "/pricing", "source": "direct"}, {"source": "search"}])
+                                     {"page": "/pricing", "source": "direct"}, {"source": "search"},
+                                     {"page": "/pricing", "country": "BE"}])
 def test_filtered_ranges_are_answered_from_the_visits_table(api, filters):
     """Hit filters test each visit's hit arrays in the visits table (`exact: false`, as for every large range),
     with the numbers the hits give (no visit of the test data crosses a range's first or last midnight)."""
