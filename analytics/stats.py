@@ -400,13 +400,17 @@ def summary_current(store: Store, q: StatsQuery, how: Plan | None = None) -> dic
 
 
 def summary(store: Store, q: StatsQuery) -> dict[str, Any]:
-    """Totals for the range and for the period of the same length before it; `exact` is False when
-    either was counted the fast, nearly exact way (a large range)."""
-    now, before = plan(store, q), plan(store, q.previous())
-    current = _summary_of(store, q, now)
-    previous = _summary_of(store, q.previous(), before)
-    return {"current": current, "previous": previous,
-            "change": {k: _change(current[k], previous[k]) for k in current}, "exact": now.exact and before.exact}
+    """Totals for the range and for the period of the same length before it (see `compared`)."""
+    return compared(summary_current(store, q), summary_current(store, q.previous()))
+
+
+def compared(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """A range's totals (summary_current) beside the previous period's, with the change of each in percent;
+    `exact` is False when either was counted the fast, nearly exact way (a large range)."""
+    now = {k: v for k, v in current.items() if k != "exact"}
+    before = {k: v for k, v in previous.items() if k != "exact"}
+    return {"current": now, "previous": before, "change": {k: _change(now[k], before[k]) for k in now},
+            "exact": current["exact"] and previous["exact"]}
 
 
 INTERVALS = {  # name -> ClickHouse bucket of a timestamp in the site's timezone, as a label string
