@@ -210,6 +210,14 @@ def over_hits(function: str, sql: str) -> str:
     return f"{function}(({', '.join(columns)}) -> {sql}, {', '.join(HIT_ARRAYS[c] for c in columns)})"
 
 
+VISIT_ARRAYS = ("hit_key", "hit_ms", *HIT_ARRAYS.values())
+
+
+def arrays_named(sql: str) -> list[str]:
+    """The array columns of `visits` (hit_key, hit_ms, HIT_ARRAYS) that SQL written over a visits row reads."""
+    return [a for a in VISIT_ARRAYS if re.search(rf"\b{a}\b", sql)]
+
+
 def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str, ...] = (), where: str = "") -> str:
     """SQL of the range's visits that pass the filters, as visitor_hash, start (the first hit's time),
     pv (pageviews; with hit filters the matching ones), bounce (at most one pageview), ms (duration), the
@@ -226,8 +234,8 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
     one_test = len(q.hit_filters) == 1 and len(holds) == 1
     if q.hit_filters and not (one_test and "page" in q.hit_filters):
         arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
-    if "page" in q.hit_filters or "hit_key" in where:  # the live branch computes only the arrays asked for
-        arrays = (*arrays, "hit_key")
+    # The live branch computes only the arrays asked for: those the filters and `where` read, too.
+    arrays = (*arrays, *(["hit_key"] if "page" in q.hit_filters else []), *arrays_named(where))
     raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
                               *([value] if value else []), *arrays]))
     columns = ", ".join(raw)
