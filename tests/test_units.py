@@ -97,6 +97,14 @@ def test_bots_and_tools_are_recognised(ua):
     ("Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
      "Chrome", "Android", "tablet"),
     ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "Mac OS X", "desktop"),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+     "Chrome Mobile", "Android", "mobile"),
+    ("Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-T220) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 "
+     "Chrome/115.0.0.0 Mobile Safari/537.36", "Samsung Internet", "Android", "tablet"),  # sm-t<digit>, though "Mobile"
+    ("Mozilla/5.0 (Linux; Android 11; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/118.4.1 like Chrome/118.0.0.0 "
+     "Safari/537.36", "Amazon Silk", "Android", "tablet"),
+    ("Mozilla/5.0 (Windows Phone 10.0; Android 6.0.1; Microsoft; Lumia 950) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/52.0.2743.116 Mobile Safari/537.36 Edge/15.15063", "Edge Mobile", "Windows Phone", "mobile"),
 ])
 def test_browsers_os_and_device_class(ua, browser, os, device):
     info = parse_user_agent(ua)

@@ -17,7 +17,6 @@ unseen UA against ~200 us for the former ~30-name case-insensitive Python patter
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -31,8 +30,10 @@ from ua_parser.regex import Resolver
 EXTRA_TOOLS = (r"bot\b|bot/|crawl|spider|lighthouse|pagespeed|undici|postmanruntime|insomnia|java/|monitor|"
                r"feedfetcher|^$")
 RE2_MEMORY = 64 << 20  # the compiled program and its DFA cache; RE2's 8 MiB default cannot hold the list's DFA
-TABLET_PATTERN = re.compile(r"ipad|tablet|kindle|silk/|playbook|sm-t\d|tab\b", re.IGNORECASE)
-MOBILE_PATTERN = re.compile(r"mobi|iphone|ipod|android.*mobile|windows phone|blackberry|opera mini", re.IGNORECASE)
+# The device class in RE2 too: Python's `re` took 39 us per unseen UA for the two (more than the resolver's
+# 20), RE2 9 us (a flood of new User-Agents pays it on every hit). `\b` is ASCII in RE2, as in a UA.
+TABLET_PATTERN = re2.compile(r"(?i)ipad|tablet|kindle|silk/|playbook|sm-t\d|tab\b")
+MOBILE_PATTERN = re2.compile(r"(?i)mobi|iphone|ipod|android.*mobile|windows phone|blackberry|opera mini")
 MAX_UA_LENGTH = 512  # real browsers send 100-300 characters
 
 
