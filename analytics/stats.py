@@ -266,16 +266,20 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
                FROM ({sql})"""
 
 
-def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "", where: str = "") -> str:
+def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "", where: str = "", timed: bool = True) -> str:
     """SQL of the hits of the range's visits that pass q's filters, from the visits table (see visit_rows):
-    one row per hit with visitor_hash, timestamp (the hit's), the hit columns that the SQL `reads` (written
-    over an `events` row) needs, and the visit's column `value`. A visit counts whole, like every answer
-    from the tables."""
+    one row per hit with visitor_hash, timestamp (the hit's; only when `timed`), the hit columns that the SQL
+    `reads` (written over an `events` row) needs, and the visit's column `value`. A visit counts whole, like
+    every answer from the tables."""
     columns = hit_columns_in(reads)
-    arrays = ("hit_ms", *(HIT_ARRAYS[c] for c in columns))
-    joined = ", ".join(["hit_ms AS at_ms", *(f"{HIT_ARRAYS[c]} AS {c}" for c in columns)])
-    picked = "".join(f", {c}" for c in [*columns, *([value] if value else [])])
-    return f"""SELECT visitor_hash, addMilliseconds(start, at_ms) AS timestamp{picked}
+    # Unrolling the hits' times costs a third of a breakdown's time (30 days by page, filtered by source:
+    # 218 -> 153 ms without): only when the caller reads the hits' timestamps.
+    timed = timed or not columns
+    arrays = (*(["hit_ms"] if timed else []), *(HIT_ARRAYS[c] for c in columns))
+    joined = ", ".join([*(["hit_ms AS at_ms"] if timed else []), *(f"{HIT_ARRAYS[c]} AS {c}" for c in columns)])
+    picked = ", ".join([*(["addMilliseconds(start, at_ms) AS timestamp"] if timed else []),
+                        *columns, *([value] if value else [])])
+    return f"""SELECT visitor_hash, {picked}
                FROM ({visit_rows(q, cov, value, arrays, where)}) ARRAY JOIN {joined}"""
 
 
@@ -555,7 +559,7 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how:
     if how.coverage is not None and q.visit_filters:  # the hits of the passing visits, from the visits table
         params["until"] = how.coverage.until
         where = f"{_hit_match(q)} AND type = '{kind}'"
-        source = f"({table_hits(q, how.coverage, f'{column} {where}')})"
+        source = f"({table_hits(q, how.coverage, f'{column} {where}', timed=False)})"
     elif q.visit_filters:
         source = f"({_visits_by_visitor(q, column)}) ARRAY JOIN passing AS hit"
         where = f"hit.2 = {int(kind == 'pageview')}"
@@ -578,7 +582,7 @@ def _prop_breakdown(store: Store, q: StatsQuery, name: str, limit: int, how: Pla
     if how.coverage is not None and q.visit_filters:  # the hits of the passing visits, from the visits table
         params["until"] = how.coverage.until
         where = f"{_hit_match(q)} AND mapContains(props, {{prop:String}})"
-        source, column = f"({table_hits(q, how.coverage, f'{value} {where}')})", value
+        source, column = f"({table_hits(q, how.coverage, f'{value} {where}', timed=False)})", value
     elif q.visit_filters:
         source, column, where = f"({_visits_by_visitor(q, value)}) ARRAY JOIN passing AS hit", "hit.3", "1"
     else:
