@@ -30,8 +30,9 @@ from ua_parser.regex import Resolver
 EXTRA_TOOLS = (r"bot\b|bot/|crawl|spider|lighthouse|pagespeed|undici|postmanruntime|insomnia|java/|monitor|"
                r"feedfetcher|^$")
 RE2_MEMORY = 64 << 20  # the compiled program and its DFA cache; RE2's 8 MiB default cannot hold the list's DFA
-# The device class in RE2 too: Python's `re` took 39 us per unseen UA for the two (more than the resolver's
-# 20), RE2 9 us (a flood of new User-Agents pays it on every hit). `\b` is ASCII in RE2, as in a UA.
+# The device class in RE2 too: Python's `re` took 27-39 us per unseen UA for the two (more than the
+# resolver's 21), RE2 9 us (bench/ua_bench.py; a flood of new User-Agents pays it on every hit). `\b` is
+# ASCII in RE2, as in a UA.
 TABLET_PATTERN = re2.compile(r"(?i)ipad|tablet|kindle|silk/|playbook|sm-t\d|tab\b")
 MOBILE_PATTERN = re2.compile(r"(?i)mobi|iphone|ipod|android.*mobile|windows phone|blackberry|opera mini")
 MAX_UA_LENGTH = 512  # real browsers send 100-300 characters
