@@ -1,5 +1,7 @@
 """Pure functions: IP truncation, tokens, user agents, revocations."""
+import importlib.util
 import ipaddress
+import re
 
 import pytest
 
@@ -109,6 +111,37 @@ def test_bots_and_tools_are_recognised(ua):
 def test_browsers_os_and_device_class(ua, browser, os, device):
     info = parse_user_agent(ua)
     assert (info.browser, info.os, info.device, info.is_bot) == (browser, os, device, False)
+
+
+def _device_reference(ua: str) -> str:
+    """The device-class rule written with Python's `re`, as the gateway had it up to round 5."""
+    if re.search(r"ipad|tablet|kindle|silk/|playbook|sm-t\d|tab\b", ua, re.IGNORECASE) or (
+            "Android" in ua and "Mobile" not in ua):
+        return "tablet"
+    if re.search(r"mobi|iphone|ipod|android.*mobile|windows phone|blackberry|opera mini", ua, re.IGNORECASE):
+        return "mobile"
+    return "desktop"
+
+
+def test_device_class_follows_the_rule_on_many_user_agents():
+    """The gateway's RE2 set gives each UA the class the rule gives it (the benchmark's browser UAs of every
+    kind, odd cases and spellings)."""
+    from harness import ROOT
+
+    spec = importlib.util.spec_from_file_location("collect_bench", ROOT / "bench" / "collect_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    corpus = [ua.format(v=v, m=m) for _, ua in bench.USER_AGENTS for v in (118, 125) for m in (1, 8)]
+    corpus += ["Mozilla/5.0 (Linux; Android 9; TAB-A8) Chrome/99", "x TABLET y", "tab", "table", "MOBILE", "moBi",
+               "Android; Mobile", "Android 10", "SM-T5", "sm-tx", "Windows Phone 8", "Opera Mini/7", "BlackBerry9700",
+               "Kindle/3.0", "Mozilla/5.0 Silk/1.0", "PlayBook", "iPod touch", "android foo mobile", "Mobile Android"]
+    checked = 0
+    for ua in corpus:
+        info = parse_user_agent(ua)
+        if not info.is_bot:
+            assert info.device == _device_reference(ua[:512]), ua
+            checked += 1
+    assert checked == len(corpus)  # none of them is taken for a bot
 
 
 def test_event_ids_are_distinct_version_4_uuids():
