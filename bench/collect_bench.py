@@ -190,12 +190,17 @@ def main() -> None:
                           # CPU time of the server process per request answered: what a hit costs, whatever the load
                           "cpu_us": 1e6 * sum(r["cpu_s"] for r in rs) / max(1, sum(r["requests"] for r in rs))}
                    for name, rs in rounds.items()}
-        flushes = {}
+        flushes, stalls = {}, {}
         for mode in modes:  # group-commit rounds per hit answered: how well one fdatasync is shared
             text = httpx.get(f"http://127.0.0.1:{ports[mode]}/metrics").text
             found = re.search(r"^consentgate_spool_flushes (\S+)", text, re.M)
             if found and float(found.group(1)):
                 flushes[names[mode]] = float(found.group(1))
+            # the event loop's stalls over the whole run (gateway/looplag.py): looks, and how many came late
+            lag = {le: float(v) for le, v in re.findall(r'^consentgate_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)',
+                                                         text, re.M)}
+            if lag:
+                stalls[names[mode]] = (lag["+Inf"], lag["+Inf"] - lag["0.05"], lag["+Inf"] - lag["0.25"])
         for mode in modes:
             gateways[mode].send_signal(signal.SIGTERM)
             gateways[mode].wait(120)
@@ -214,6 +219,9 @@ def main() -> None:
               f"{r['cpu_us']:>12.0f}")
     for name, n in flushes.items():
         print(f"{name}: {n:,.0f} fdatasync rounds, {results[name]['requests'] / n:.1f} hits answered per round")
+    for name, (looks, over_50, over_250) in stalls.items():
+        print(f"{name}: event loop late by over 50 ms in {over_50:,.0f} of {looks:,.0f} looks (every 0.1 s), over 250 ms in "
+              f"{over_250:,.0f}")
     target = 0.4 if args.flood else 0.6
     summary: dict = {"results": results, "in_store": in_store}
     failed = False

@@ -1,6 +1,7 @@
 """The Starlette application: every route and middleware wired in one place."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ from gateway.collect.endpoint import CollectLane, collect_site
 from gateway.config import GatewayConfig
 from gateway.dashboard import routes as dashboard
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.looplag import LoopLagMonitor
 from gateway.middleware.accesslog import AccessLogMiddleware
 from gateway.middleware.cors import SiteCORSMiddleware
 from gateway.openapi import openapi_json, public_openapi_json
@@ -50,12 +52,16 @@ class CollectRoute:
 def create_app(config: GatewayConfig, services: Services | None = None) -> GatewayApp:
     services = services or build_services(config)
 
+    loop_lag = LoopLagMonitor(services.metrics)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.start()
+        watching = asyncio.create_task(loop_lag.run())
         try:
             yield
         finally:
+            watching.cancel()
             # uvicorn has stopped taking requests and finished the open ones: write out the spool.
             services.stop()
 

@@ -1,4 +1,7 @@
 """Bad input to collect: a clear JSON 4xx (or a named drop for bad tokens), never a 5xx, and the service keeps serving."""
+import signal
+import time
+
 import pytest
 
 from gateway.tokens import TokenSigner
@@ -113,3 +116,22 @@ def test_no_5xx_from_a_burst_of_junk(module_gateway):
             assert 200 <= r.status_code < 500, (body[:40], r.status_code, r.text)
         assert c.get("/healthz").json()["status"] == "ok"
     assert "Traceback" not in module_gateway.logs()
+
+
+def test_a_stalled_event_loop_shows_in_metrics(module_gateway):
+    """The gateway stopped for half a second (SIGSTOP, then SIGCONT: a real stall, as when the process is not
+    scheduled) shows as one event-loop lag over 0.25 s in consentgate_event_loop_lag_seconds."""
+    from forwarding_helpers import metric
+
+    name = "consentgate_event_loop_lag_seconds_bucket"
+    with module_gateway.client() as c:
+        late = lambda: metric(c, name, le="+Inf") - metric(c, name, le="0.25")  # noqa: E731
+        before = late()
+        module_gateway.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.5)
+        finally:
+            module_gateway.process.send_signal(signal.SIGCONT)
+        time.sleep(0.3)  # the watcher's next look
+        assert late() - before >= 1
+        assert metric(c, "consentgate_event_loop_lag_seconds_count") > 0
