@@ -229,26 +229,24 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
     # the hits' numbers (visits.hit_key: 111 against 187 ms for 30 days, 1.25M visits, filtered by page), a
     # country, browser, OS, device or event name by its own array (a country: 78 against 124 ms). One such
     # filter alone is the whole test; with others, the hits must match them all at once (arrayExists).
-    holds = [f"has(hit_key, {hit_key_sql('pageview', '{f_page:String}')})" if k == "page"
-             else f"has({HIT_ARRAYS[HIT_FILTERS[k]]}, {{f_{k}:String}})" for k in q.hit_filters if k in HIT_FILTERS]
+    page_key = hit_key_sql("pageview", "{f_page:String}")
+    holds = [f"has(hit_key, {page_key})" if k == "page" else f"has({HIT_ARRAYS[HIT_FILTERS[k]]}, {{f_{k}:String}})"
+             for k in q.hit_filters if k in HIT_FILTERS]
     one_test = len(q.hit_filters) == 1 and len(holds) == 1
-    if q.hit_filters and not (one_test and "page" in q.hit_filters):
-        arrays = (*arrays, "hit_type", *(HIT_ARRAYS[c] for c in hit_columns_in(match)))
-    # The live branch computes only the arrays asked for: those the filters and `where` read, too.
-    arrays = (*arrays, *(["hit_key"] if "page" in q.hit_filters else []), *arrays_named(where))
-    raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
-                              *([value] if value else []), *arrays]))
-    columns = ", ".join(raw)
     cond = " AND ".join([*(f"{k} = {{f_{k}:String}}" for k in q.visit_filters), *holds]) or "1"
     pv = "pageviews"
     if q.hit_filters and not one_test:
         cond += f" AND {over_hits('arrayExists', match)}"
     if one_test and "page" in q.hit_filters:
-        pv = f"countEqual(hit_key, {hit_key_sql('pageview', '{f_page:String}')})"
+        pv = f"countEqual(hit_key, {page_key})"
     elif q.hit_filters:
         pv = over_hits("arrayCount", f"type = 'pageview' AND {match}")
     if where:
         cond += f" AND {where}"
+    # The live branch computes only the arrays asked for: also those the filters, pv and `where` read.
+    raw = list(dict.fromkeys(["visitor_hash", "timestamp", "pageviews", "duration_ms", *q.visit_filters,
+                              *([value] if value else []), *arrays, *arrays_named(f"{cond} {pv}")]))
+    columns = ", ".join(raw)
     # The filters go into each branch: over a UNION ALL, ClickHouse filters only after reading every row's
     # arrays (measured: 241 against 156 ms for a 30-day summary filtered by page, the live branch empty).
     sql = f"""SELECT {columns} FROM {{db}}.visits
@@ -266,15 +264,15 @@ def visit_rows(q: StatsQuery, cov: Coverage, value: str = "", arrays: tuple[str,
                FROM ({sql})"""
 
 
-def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "", where: str = "", timed: bool = True) -> str:
+def table_hits(q: StatsQuery, cov: Coverage, reads: str, value: str = "", where: str = "") -> str:
     """SQL of the hits of the range's visits that pass q's filters, from the visits table (see visit_rows):
-    one row per hit with visitor_hash, timestamp (the hit's; only when `timed`), the hit columns that the SQL
-    `reads` (written over an `events` row) needs, and the visit's column `value`. A visit counts whole, like
-    every answer from the tables."""
+    one row per hit with visitor_hash, the hit columns that the SQL `reads` (written over an `events` row)
+    needs, timestamp (the hit's) when `reads` names it, and the visit's column `value`. A visit counts whole,
+    like every answer from the tables."""
     columns = hit_columns_in(reads)
     # Unrolling the hits' times costs a third of a breakdown's time (30 days by page, filtered by source:
-    # 218 -> 153 ms without): only when the caller reads the hits' timestamps.
-    timed = timed or not columns
+    # 218 -> 153 ms without): only for callers that read them.
+    timed = re.search(r"(?<![\w.{])timestamp\b", reads) is not None or not columns
     arrays = (*(["hit_ms"] if timed else []), *(HIT_ARRAYS[c] for c in columns))
     joined = ", ".join([*(["hit_ms AS at_ms"] if timed else []), *(f"{HIT_ARRAYS[c]} AS {c}" for c in columns)])
     picked = ", ".join([*(["addMilliseconds(start, at_ms) AS timestamp"] if timed else []),
@@ -467,7 +465,7 @@ def timeseries(store: Store, q: StatsQuery, interval: str = "day", how: Plan | N
         params["until"] = how.coverage.until
         match = _hit_match(q)
         sql = f"""SELECT {bucket} AS bucket, {how.uniq}(visitor_hash) AS visitors, countIf(type = 'pageview') AS pageviews
-                  FROM ({table_hits(q, how.coverage, f"type {match}")}) WHERE {match} GROUP BY bucket"""
+                  FROM ({table_hits(q, how.coverage, f"timestamp type {match}")}) WHERE {match} GROUP BY bucket"""
     elif q.visit_filters:  # visit-level filters need the visit of every hit
         sql = f"""SELECT {bucket.replace('timestamp', "fromUnixTimestamp64Milli(hit.1, 'UTC')")} AS bucket,
                          uniqExact(visitor_hash) AS visitors, countIf(hit.2 = 1) AS pageviews
@@ -559,7 +557,7 @@ def breakdown(store: Store, q: StatsQuery, dimension: str, limit: int = 10, how:
     if how.coverage is not None and q.visit_filters:  # the hits of the passing visits, from the visits table
         params["until"] = how.coverage.until
         where = f"{_hit_match(q)} AND type = '{kind}'"
-        source = f"({table_hits(q, how.coverage, f'{column} {where}', timed=False)})"
+        source = f"({table_hits(q, how.coverage, f'{column} {where}')})"
     elif q.visit_filters:
         source = f"({_visits_by_visitor(q, column)}) ARRAY JOIN passing AS hit"
         where = f"hit.2 = {int(kind == 'pageview')}"
@@ -582,7 +580,7 @@ def _prop_breakdown(store: Store, q: StatsQuery, name: str, limit: int, how: Pla
     if how.coverage is not None and q.visit_filters:  # the hits of the passing visits, from the visits table
         params["until"] = how.coverage.until
         where = f"{_hit_match(q)} AND mapContains(props, {{prop:String}})"
-        source, column = f"({table_hits(q, how.coverage, f'{value} {where}', timed=False)})", value
+        source, column = f"({table_hits(q, how.coverage, f'{value} {where}')})", value
     elif q.visit_filters:
         source, column, where = f"({_visits_by_visitor(q, value)}) ARRAY JOIN passing AS hit", "hit.3", "1"
     else:
