@@ -217,9 +217,15 @@ def test_a_revoked_links_page_loads_its_own_address_again(browser: Browser, gate
         wait_loaded(page)
         revoked = httpx.delete(f"{gateway.url}/api/stats/shop/shared-links/{link_id}", headers=AUTH)
         assert revoked.status_code == 200
+        # The range change sends a dozen requests and each gets a 401: one navigation must come of them. A second
+        # location.assign() would abort the first (net::ERR_ABORTED), which is how this test once failed in CI.
+        loads: list[str] = []
+        page.on("request", lambda r: loads.append(r.url) if r.resource_type == "document" else None)
         with page.expect_navigation(url=gateway.url + path):
             page.select_option("#range", "7d")
+        page.wait_for_load_state("networkidle")
         assert "no shared link at this address" in page.content()
+        assert loads == [gateway.url + path]
     finally:
         ctx.close()
 

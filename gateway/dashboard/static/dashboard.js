@@ -89,7 +89,12 @@
   // ---- API ---------------------------------------------------------------------------------
   // The session ended (logged out elsewhere, expired, a shared link revoked): load this page's own address
   // again, /dashboard (its login form) or /share/... (the link's password form, or why it no longer opens).
-  function sessionEnded() { location.assign(location.pathname); return new Error("the session ended"); }
+  // Once: a dashboard load sends many requests, and each later assign() would abort the navigation before it.
+  let leaving = false;
+  function sessionEnded() {
+    if (!leaving) { leaving = true; location.assign(location.pathname); }
+    return new Error("the session ended");
+  }
   async function api(path, params = {}) {
     const qs = new URLSearchParams(params).toString();
     const r = await fetch(`/api/stats/${path}${qs ? "?" + qs : ""}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
