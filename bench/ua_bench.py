@@ -24,7 +24,7 @@ from ua_parser import Domain  # noqa: E402
 
 import re2  # noqa: E402
 
-from gateway.collect.useragent import (MOBILE_MARKERS, TABLET_MARKERS, _parse_user_agent, _resolver,  # noqa: E402
+from gateway.collect.useragent import (MOBILE_MARKERS, TABLET_MARKERS, _parse_user_agent, _resolver, browser_and_os,  # noqa: E402
                                        device_markers, is_bot)
 
 # The same patterns as two RE2 expressions, and in Python's `re` (the gateway's up to round 5).
@@ -62,7 +62,8 @@ def main() -> None:
     is_bot("warm-up")  # compiles the bot list once (~0.2 s), as the gateway does at start
     parts: dict[str, Callable[[str], object]] = {
         "bot list (RE2)": is_bot,
-        "resolver: browser and OS": lambda ua: resolver(ua, Domain.USER_AGENT | Domain.OS),
+        "browser and OS, extractors (now)": browser_and_os,
+        "browser and OS, Resolver() (round 6)": lambda ua: resolver(ua, Domain.USER_AGENT | Domain.OS),
         "device class, one RE2 set (now)": device_set,
         "device class, two RE2 searches": device_re2,
         "device class, Python re (round 5)": device_re,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -25,10 +24,8 @@ _FORWARDED_FOR = b"x-forwarded-for"
 def _packed(ip: str) -> bytes | None:
     """4 bytes for IPv4 (IPv4-mapped IPv6 included), 16 for IPv6, None for anything else."""
     try:
-        return socket.inet_pton(socket.AF_INET, ip)
-    except (OSError, ValueError):
-        pass
-    try:
+        if ":" not in ip:  # an IPv6 address has a colon, an IPv4 one none: one parse, no exception to catch
+            return socket.inet_pton(socket.AF_INET, ip)
         packed = socket.inet_pton(socket.AF_INET6, ip)
     except (OSError, ValueError):
         return None
@@ -66,10 +63,20 @@ def truncate_ip(ip: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, packed[:6] + b"\x00" * 10)
 
 
-@lru_cache(maxsize=16)  # keyed by the config's (hashable) tuple of networks: one entry per gateway
+# Both caches below find the config's networks by identity: hashing a tuple of ipaddress networks runs
+# Python code per network, three times a hit (5.8 us of a hit's client_ip_of, measured in-process).
+_RANGES: dict[int, tuple[tuple[Network, ...], tuple[tuple[int, int, int], ...]]] = {}
+
+
 def _ranges(networks: tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
     """(byte length, network, mask) as ints, for membership tests without ipaddress objects."""
-    return tuple((4 if n.version == 4 else 16, int(n.network_address), int(n.netmask)) for n in networks)
+    entry = _RANGES.get(id(networks))
+    if entry is None or entry[0] is not networks:  # the entry holds its tuple, so its id is not reused
+        if len(_RANGES) >= 16:
+            _RANGES.clear()
+        ranges = tuple((4 if n.version == 4 else 16, int(n.network_address), int(n.netmask)) for n in networks)
+        entry = _RANGES[id(networks)] = (networks, ranges)
+    return entry[1]
 
 
 def _in(ip: str, networks: tuple[Network, ...]) -> bool:
@@ -80,17 +87,17 @@ def _in(ip: str, networks: tuple[Network, ...]) -> bool:
     return any(len(packed) == size and value & mask == net for size, net, mask in _ranges(networks))
 
 
-_TRUSTED_PEERS: dict[tuple[str, tuple[Network, ...]], bool] = {}
+_TRUSTED_PEERS: dict[str, tuple[Network, ...]] = {}  # a proxy's address -> the trusted networks it is in
 
 
 def _is_trusted_peer(peer: str, trusted_proxies: tuple[Network, ...]) -> bool:
     # Behind a proxy the peer is the same few proxy addresses on every hit: remember those.
     # Only trusted (proxy) addresses are remembered, never a client's; at most 256 (~40 KB).
-    if (peer, trusted_proxies) in _TRUSTED_PEERS:
+    if _TRUSTED_PEERS.get(peer) is trusted_proxies:
         return True
     trusted = _in(peer, trusted_proxies)
     if trusted and len(_TRUSTED_PEERS) < 256:
-        _TRUSTED_PEERS[(peer, trusted_proxies)] = True
+        _TRUSTED_PEERS[peer] = trusted_proxies
     return trusted
 
 

@@ -144,6 +144,30 @@ def test_device_class_follows_the_rule_on_many_user_agents():
     assert checked == len(corpus)  # none of them is taken for a bot
 
 
+def test_browser_and_os_equal_the_parser_librarys_own_answer():
+    """The gateway calls ua-parser's two Rust extractors directly (gateway/collect/useragent.py): the browser, its
+    major version and the OS must be what the library's public `ua_parser.parse` says for the same UA."""
+    import ua_parser
+
+    from harness import ROOT
+
+    spec = importlib.util.spec_from_file_location("collect_bench", ROOT / "bench" / "collect_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    corpus = [ua.format(v=v, m=m) for _, ua in bench.USER_AGENTS for v in (99, 118, 125) for m in (1, 8)]
+    corpus += ["Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0", "Opera/9.80 (J2ME/MIDP)",
+               "Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.2)", "no browser at all", "Mozilla/5.0"]
+    for ua in corpus:
+        info, reference = parse_user_agent(ua), ua_parser.parse(ua)
+        if info.is_bot:
+            continue
+        expected = (reference.user_agent.family if reference.user_agent else "",
+                    (reference.user_agent.major or "") if reference.user_agent else "",
+                    reference.os.family if reference.os else "")
+        assert (info.browser, info.browser_version, info.os) == expected, ua
+    assert sum(not parse_user_agent(ua).is_bot for ua in corpus) >= len(corpus) - 1
+
+
 def test_event_ids_are_distinct_version_4_uuids():
     import uuid
 
