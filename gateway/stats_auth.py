@@ -187,15 +187,15 @@ class TokenAuth:
 
     # ---- checks ---------------------------------------------------------------------------------
 
-    def require_stats(self, request: Request, link: SharedLink | None = None) -> StatsAccess:
-        """The access of the request's bearer token, else of its dashboard session, else of `link` (the live
-        link of its shared-link session, looked up by the caller: see session_access)."""
+    def require_stats(self, request: Request, session: StatsAccess | None = None) -> StatsAccess:
+        """The access of the request's bearer token or, without one, `session`: the access of its dashboard or
+        shared-link session, which the caller found (see session_access)."""
         if not self.has_tokens:
             raise GatewayError(401, "unauthorized", "this gateway has no stats tokens: add stats_tokens = [\"...\"] "
                                "to its [gateway] table (every site) or to a [sites.NAME] table (that site)")
         header = request.headers.get("authorization", "")
         if not header:
-            access = self.dashboard_access(request) or self.link_access(link)
+            access = session
             if access is None:
                 raise GatewayError(401, "unauthorized", "send 'Authorization: Bearer <stats token>', "
                                    "or log in at /dashboard")
@@ -251,10 +251,8 @@ async def require_stats_access(config: GatewayConfig, request: Request, site: st
     A shared-link session's link is looked up (off the event loop) only when neither a token nor a dashboard
     session gives access."""
     auth: TokenAuth = request.app.state.token_auth
-    link = None
-    if not request.headers.get("authorization") and auth.dashboard_access(request) is None:
-        link = await shared_session_link(request)
-    access = auth.require_stats(request, link)
+    session = None if request.headers.get("authorization") else await session_access(request)
+    access = auth.require_stats(request, session)
     if access.shared_link:
         endpoint = request.scope.get("endpoint")
         if getattr(endpoint, "__module__", "") not in SHARED_LINK_ENDPOINTS or request.method not in ("GET", "HEAD"):

@@ -17,8 +17,8 @@ unseen UA against ~200 us for the former ~30-name case-insensitive Python patter
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import NamedTuple
 
 import re2
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA
@@ -39,8 +39,7 @@ MOBILE_MARKERS = r"(?i)mobi|iphone|ipod|android.*mobile|windows phone|blackberry
 MAX_UA_LENGTH = 512  # real browsers send 100-300 characters
 
 
-@dataclass(frozen=True)
-class UserAgentInfo:
+class UserAgentInfo(NamedTuple):  # a tuple: made for every unseen UA at half a frozen dataclass's cost
     browser: str
     browser_version: str
     os: str
