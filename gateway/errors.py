@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics.store import StoreUnavailable
-from gateway.logtext import log_text
+from gateway.logtext import log_path, log_text
 
 log = logging.getLogger("consentgate.errors")
 
@@ -65,14 +65,14 @@ async def http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Reads need the store; writes never get here (they are spooled).
-    log.warning("store unavailable for %s: %s", log_text(request.url.path), log_text(exc, 500))
+    log.warning("store unavailable for %s: %s", log_path(request.url.path), log_text(exc, 500))
     return _json(503, "store_unavailable", "the statistics store is unreachable right now; try again in a minute",
                  {"Retry-After": "60"})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Never the request's body or client address in the log: only the path and the error type.
-    log.exception("unexpected error on %s %s", log_text(request.method, 20), log_text(request.url.path))
+    log.exception("unexpected error on %s %s", log_text(request.method, 20), log_path(request.url.path))
     return _json(500, "internal_error", "the gateway failed unexpectedly; the error was logged")
 
 

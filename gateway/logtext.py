@@ -25,6 +25,16 @@ def log_text(value: object, limit: int = 200) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+# Path segments that are secrets or visitor ids: a shared link's secret (it opens the dashboard) and the
+# consent id in an operator's privacy request (the log would keep an erased visitor's id).
+_SECRET_IN_PATH = re.compile(r"^(/share/|/api/admin/[^/]+/visitors/)[^/]+")
+
+
+def log_path(path: str) -> str:
+    """A request path for a log line: `log_text`, with a shared link's secret and a visitor's id left out."""
+    return log_text(_SECRET_IN_PATH.sub(r"\1<redacted>", path))
+
+
 _LINE_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 

@@ -3,8 +3,8 @@ revokes links (`/api/stats/{site}/shared-links`).
 
 `GET /share/{secret}` of a live link opens a read-only session of the link's site (cookie `cg_share`,
 gateway/stats_auth.py) and answers the dashboard itself; a link with a password first answers a password
-form (`POST /share/{secret}`; failed attempts count like failed stats-token checks: 10 a minute per
-network). The page may be framed only by the site's `share_frame_ancestors` (default: nowhere).
+form (`POST /share/{secret}`: every password sent counts like a failed stats-token check, 10 a minute per
+network, counted before it is checked). The page may be framed only by the site's `share_frame_ancestors` (default: nowhere).
 The API needs a stats token (or dashboard login) that may write the site: never a shared link's session.
 """
 from __future__ import annotations
@@ -19,10 +19,11 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from gateway.bodies import optional_str, read_body, read_json_object
 from gateway.clientip import is_https
 from gateway.config import GatewayConfig, SiteConfig
-from gateway.dashboard.routes import SECURITY_HEADERS, STATIC
+from gateway.dashboard.routes import SECURITY_HEADERS, STATIC, refuse_foreign_origin
 from gateway.errors import GatewayError, bad_request
 from gateway.services import Services
-from gateway.shared_links import MAX_LABEL_LENGTH, MAX_PASSWORD_LENGTH, SharedLink, SharedLinks, check_password
+from gateway.shared_links import (MAX_LABEL_LENGTH, MAX_LIVE_LINKS, MAX_PASSWORD_LENGTH, SharedLink, SharedLinks,
+                                  check_password)
 from gateway.stats_auth import SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth, require_stats_access
 
 MAX_SECRET_LENGTH = 100
@@ -76,20 +77,23 @@ def _set_share_cookie(response: Response, request: Request, config: GatewayConfi
         response.set_cookie(SHARE_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/")
 
 
-async def _live_link(request: Request) -> tuple[Services, TokenAuth, SharedLink, SiteConfig]:
+async def _live_link(request: Request, counted: bool = False) -> tuple[Services, TokenAuth, SharedLink, SiteConfig]:
     """The live link of the path's secret (404 otherwise, counted as a failed check: secrets are not guessed).
     A network past the failure limit gets a 429 here, before any check, for the right password too:
-    otherwise the 11th guess would still tell right from wrong."""
+    otherwise the 11th guess would still tell right from wrong. `counted`: the caller has already counted
+    this request as an attempt (TokenAuth.take_attempt)."""
     services: Services = request.app.state.services
     auth: TokenAuth = request.app.state.token_auth
     secret = request.path_params["secret"]
     link = None
     if len(secret) <= MAX_SECRET_LENGTH:
-        auth.refuse_if_blocked(request)
+        if not counted:
+            auth.refuse_if_blocked(request)
         link = await run_in_threadpool(SharedLinks(services.store).by_secret, secret)
     site = services.config.sites.get(link.site) if link is not None else None
     if link is None or site is None:
-        auth.count_failure(request)
+        if not counted:
+            auth.count_failure(request)
         raise GatewayError(404, "not_found", "no shared link at this address: it was revoked or mistyped; ask the "
                            "site's owner for a new one")
     return services, auth, link, site
@@ -113,14 +117,15 @@ async def open_shared_link(request: Request) -> Response:
 
 
 async def unlock_shared_link(request: Request) -> Response:
-    services, auth, link, site = await _live_link(request)
+    # Every password sent is an attempt, counted before the first await: counted after the (slow, threaded)
+    # check, a burst of parallel guesses all passed the limit before the first failure was counted.
+    request.app.state.token_auth.take_attempt(request)
+    services, auth, link, site = await _live_link(request, counted=True)
     body = await read_body(request.receive, request.headers.get("content-length", ""), 4096)
     password = (parse_qs(body.decode("utf-8", errors="replace")).get("password") or [""])[0]
     if not link.has_password:
         response: Response = RedirectResponse(request.url.path, status_code=303)
     elif not password or not await run_in_threadpool(check_password, password, link.password_hash):
-        if password:
-            auth.count_failure(request)
         return _password_page(site, WRONG_PASSWORD, 401)
     else:
         response = RedirectResponse(request.url.path, status_code=303)  # this link's own address, nothing else
@@ -138,6 +143,8 @@ async def _writer(request: Request) -> tuple[Services, str]:
     if not access.can_write(site):
         raise GatewayError(403, "forbidden", "a shared link's session cannot make, list or revoke shared links: "
                            "use a stats token of the site")
+    if not request.headers.get("authorization"):
+        refuse_foreign_origin(request, services.config)  # a dashboard session's cookie: only from its own page
     return services, site
 
 
@@ -162,7 +169,11 @@ async def create_link(request: Request) -> JSONResponse:
     label = optional_str(body, "label", MAX_LABEL_LENGTH)
     if password and len(password) < 8:
         raise bad_request("'password' is shorter than 8 characters: use a longer one, or none")
-    link, secret = await run_in_threadpool(SharedLinks(services.store).create, site, password, label)
+    links = SharedLinks(services.store)
+    if len(await run_in_threadpool(links.list, site)) >= MAX_LIVE_LINKS:
+        raise GatewayError(409, "conflict", f"site {site!r} has {MAX_LIVE_LINKS} live shared links, the most it may "
+                           f"have: revoke unused ones (GET /api/stats/{site}/shared-links lists them) first")
+    link, secret = await run_in_threadpool(links.create, site, password, label)
     return JSONResponse({**link.public(), "url": _link_url(request, services.config, secret),
                          "note": "this address is shown once: the gateway keeps only a hash of it"},
                         status_code=201, headers=NO_STORE)

@@ -21,6 +21,7 @@ from analytics.store import Store, StoreUnavailable
 SECRET_BYTES = 32
 MAX_PASSWORD_LENGTH = 256
 MAX_LABEL_LENGTH = 200
+MAX_LIVE_LINKS = 100  # per site: links are made by hand; the bound keeps the table and its scans small
 # scrypt at n=2**14, r=8 (16 MiB, ~50 ms here): RFC 7914's interactive-login parameters.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 COLUMNS = ["link_id", "site", "timestamp", "action", "secret_hash", "password_hash", "label"]

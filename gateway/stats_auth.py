@@ -126,6 +126,13 @@ class TokenAuth:
     def count_failure(self, request: Request) -> None:
         self.failures.add(client_network(request, self.config))
 
+    def take_attempt(self, request: Request) -> None:
+        """Counts a guess before it is checked, and refuses it (429) past the limit: check and count in one step,
+        with no await between them, so parallel guesses cannot all pass the limit first."""
+        wait = self.failures.add(client_network(request, self.config))
+        if wait:
+            raise too_many_requests(wait, f"more than {MAX_FAILURES} failed token checks a minute from your network")
+
     # ---- sessions -----------------------------------------------------------------------------
 
     def new_session(self, token: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from harness import ROOT, SITE_ORIGIN, UA_CHROME, free_port, grant
 
+LINK_SECRET = "S3cr3t-link-address-" + "x" * 23  # the shape of a shared link's secret (43 characters)
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is installed by scripts/setup")
 
 
@@ -66,14 +67,22 @@ def test_hits_through_nginx_are_attributed_and_no_log_holds_a_full_ip(nginx_gate
     # nginx appends its own peer (127.0.0.1, trusted), the gateway takes the right-most untrusted one.
     visitor = "203.0.113.77"
     with httpx.Client(base_url=url, timeout=10) as c:
-        token = grant(c, analytics=True)["token"]
+        granted = grant(c, analytics=True)
+        token, consent_id = granted["token"], granted["consent_id"]
         r = c.post("/s/demo/collect", json={"url": "https://www.example.com/via-nginx", "consent": token},
                    headers={"Origin": SITE_ORIGIN, "User-Agent": UA_CHROME, "X-Forwarded-For": visitor})
         assert r.status_code == 202 and r.headers["x-consentgate-result"] == "stored"
         big = c.post("/s/demo/collect", content=b"x" * (100 * 1024), headers={"X-Forwarded-For": visitor})
         assert big.status_code == 413
         assert c.post("/s/demo/consent", json={"choices": {}}, headers={"X-Forwarded-Proto": "https"}).status_code == 200
+        # A shared link's secret and a visitor's consent id in a path: in no log (nginx's, the gateway's).
+        assert c.get("/share/" + LINK_SECRET).status_code == 404
+        assert 400 <= c.get(f"/api/admin/demo/visitors/{consent_id}").status_code < 500
     gw.stop()
+    for path in folder.rglob("*.log"):
+        text = path.read_text(errors="replace")
+        assert LINK_SECRET not in text and consent_id not in text, path
+    assert "GET /share/<redacted>" in (folder / "consentgate.access.log").read_text()
     assert gw.sql("SELECT ip FROM {db}.events") == [{"ip": "203.0.113.0"}]
     access = (folder / "consentgate.access.log").read_text()
     assert "POST /s/demo/collect" in access and access.splitlines()[0].startswith("127.0.0.0 ")
@@ -121,7 +130,8 @@ def _log_map_server(tmp, port: int) -> str:
     """nginx with the shipped log map and log_format only, on 127.0.0.1 and [::1]. realip lets the
     test choose $remote_addr (header X-Real-IP from a local peer), so every textual form reaches the map."""
     text = (ROOT / "nginx" / "consentgate.conf").read_text()
-    log_map = re.search(r"^map \$remote_addr \$consentgate_client_net \{.*?^\}", text, re.S | re.M).group()
+    log_map = "\n".join(re.search(rf"^map \${var} \${name} \{{.*?^\}}", text, re.S | re.M).group()
+                        for var, name in (("remote_addr", "consentgate_client_net"), ("uri", "consentgate_log_uri")))
     log_format = re.search(r"^log_format consentgate .*?;$", text, re.S | re.M).group()
     return f"""worker_processes 1;
 pid {tmp}/nginx.pid;

@@ -143,6 +143,47 @@ def test_a_password_guards_the_link_and_its_attempts_are_limited(gateway):
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
 
 
+def test_parallel_password_guesses_get_no_more_than_ten_answers(gateway):
+    """30 wrong passwords at once from one network: each is counted before its (slow, threaded) check, so 10
+    are answered 401 and the other 20 refused with 429. Counted after the check, a burst all got through."""
+    import asyncio
+
+    with gateway.client() as admin:
+        path = share_path(create(admin, password=PASSWORD))
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30,
+                                     headers={"X-Forwarded-For": "198.51.100.61"}) as c:  # a network no other test blocked
+            answers = await asyncio.gather(*(c.post(path, data={"password": f"guess-{i}"}) for i in range(30)))
+        return [r.status_code for r in answers]
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [401] * 10 + [429] * 20, statuses
+
+
+def test_a_dashboard_session_manages_links_only_from_the_gateway_page(gateway):
+    with gateway.client() as c:
+        assert c.post("/dashboard/login", data={"token": STATS_TOKEN}).status_code == 303
+        foreign = c.post("/api/stats/demo/shared-links", json={"label": "csrf"}, headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403 and foreign.json()["error"] == "bad_origin"
+        listed = c.get("/api/stats/demo/shared-links").json()["links"]
+        assert "csrf" not in [link["label"] for link in listed]
+        own = c.post("/api/stats/demo/shared-links", json={"label": "own page"}, headers={"Origin": gateway.url})
+        assert own.status_code == 201, own.text
+        revoked = c.delete(f"/api/stats/demo/shared-links/{own.json()['link_id']}", headers={"Origin": "https://evil.example"})
+        assert revoked.status_code == 403
+
+
+def test_a_site_has_at_most_100_live_links(gateway):
+    with gateway.client() as c:
+        live = len(c.get("/api/stats/other/shared-links", headers=AUTH).json()["links"])
+        made = [create(c, site="other", label=f"bulk {i}") for i in range(100 - live)]
+        refused = c.post("/api/stats/other/shared-links", json={"label": "one too many"}, headers=AUTH)
+        assert refused.status_code == 409 and "revoke unused ones" in refused.json()["detail"]
+        assert c.delete(f"/api/stats/other/shared-links/{made[0]['link_id']}", headers=AUTH).status_code == 200
+        create(c, site="other", label="room again")  # a revoked link no longer counts
+
+
 def test_unknown_links_are_counted_as_failed_checks(gateway):
     # Share addresses hold 256 random bits; still, each miss counts like a wrong stats token.
     with gateway.client(headers={"X-Forwarded-For": "2001:db8:77::1"}) as c:
@@ -150,6 +191,9 @@ def test_unknown_links_are_counted_as_failed_checks(gateway):
         assert [r.status_code for r in misses] == [404] * 10
         assert misses[0].json()["error"] == "not_found" and "revoked or mistyped" in misses[0].json()["detail"]
         assert c.get("/share/" + "B" * 43).status_code == 429
+    # The gateway logs those 404s and 429s without the addresses asked for: a live link's secret would open it.
+    logs = gateway.logs()
+    assert "GET /share/<redacted>" in logs and "A00A01" not in logs and "B" * 43 not in logs
 
 
 def test_framing_only_where_the_site_allows_it(gateway):

@@ -22,7 +22,7 @@ from gateway.collect.pipeline import Dropped
 from gateway.collect.useragent import edge_user_agent
 from gateway.config import SiteConfig
 from gateway.errors import GatewayError, error_body, spool_full, unknown_site
-from gateway.logtext import log_text
+from gateway.logtext import log_path
 from gateway.middleware.accesslog import log_request, min_logged_status
 from gateway.middleware.cors import cors_response_headers
 from gateway.services import Services
@@ -75,7 +75,7 @@ class CollectLane:
             head = [(b"content-type", b"application/json"),
                     *((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())]
         except Exception:  # noqa: BLE001 - answered like the app's own handler: logged without body or address
-            log.exception("unexpected error on POST %s", log_text(scope["path"]))
+            log.exception("unexpected error on POST %s", log_path(scope["path"]))
             status, body = 500, error_body("internal_error", "the gateway failed unexpectedly; the error was logged")
             head = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status,

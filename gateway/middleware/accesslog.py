@@ -8,7 +8,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.clientip import Network, client_ip_of, truncate_ip
-from gateway.logtext import log_text
+from gateway.logtext import log_path, log_text
 
 log = logging.getLogger("consentgate.access")
 
@@ -42,7 +42,7 @@ class AccessLogMiddleware:
 def log_request(scope: Scope, trusted_proxies: tuple[Network, ...], status: int, started: float) -> None:
     """One access log line: the truncated client address, method, path, status and time; each escaped."""
     ip = truncate_ip(client_ip_of(scope, trusted_proxies))
-    log.info('%s "%s %s" %d %.1fms', ip or "-", log_text(scope["method"], 20), log_text(scope["path"]),
+    log.info('%s "%s %s" %d %.1fms', ip or "-", log_text(scope["method"], 20), log_path(scope["path"]),
              status, (time.perf_counter() - started) * 1000)
 
 
