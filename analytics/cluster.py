@@ -5,7 +5,8 @@ replicated local table `T_local` on every node (`ReplicatedMergeTree`, its Keepe
 by shard) and a `Distributed` table `T` over them, sharded by visitor, so every query
 and insert of the gateway keeps naming `T`. Every statement runs `ON CLUSTER`. The
 rewrite works on any migration text of analytics/schema.py (CREATE TABLE, ALTER TABLE,
-CREATE DATABASE), so new migrations need nothing here; tests check the output with
+CREATE DATABASE) and on the store's mutations (ALTER TABLE, lightweight DELETE: they go to the local
+tables, since a Distributed table refuses them), so new migrations need nothing here; tests check the output with
 ClickHouse's own parser (`formatQuery`).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 LOCAL_SUFFIX = "_local"
 _CREATE = re.compile(r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\.(\w+)\s*\(", re.I)
 _ALTER = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+(.*)$", re.I | re.S)
+_DELETE = re.compile(r"^\s*DELETE\s+FROM\s+(\w+)\.(\w+)\s+(WHERE\s.*)$", re.I | re.S)
 _DATABASE = re.compile(r"^\s*CREATE\s+DATABASE\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s*$", re.I)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing)?MergeTree(\s*\(([^)]*)\))?",
                      re.I)
@@ -74,4 +76,8 @@ def on_cluster(statement: str, cluster: str) -> list[str]:
         if re.match(r"\s*(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", action, re.I):
             statements.append(f"ALTER TABLE {db}.{table} {on} {action}")
         return statements
+    if m := _DELETE.match(statement):
+        # A Distributed table refuses mutations (ClickHouse issue #19089): a lightweight delete runs on the
+        # replicated local table of every node, as do ALTERs above.
+        return [f"DELETE FROM {m.group(1)}.{m.group(2)}{LOCAL_SUFFIX} {on} {m.group(3)}"]
     raise ClusterDDLError(f"no cluster form for: {statement.strip()[:80]}")

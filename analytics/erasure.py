@@ -14,10 +14,29 @@ from typing import Any
 
 from analytics.store import Store
 
+
+def _restricted(key: str) -> str:
+    """SQL of `key` (an expression of consent_id) for every visitor of {site:String} whose latest restriction
+    action is `restrict`: the one definition of a restriction in force. The table is small (one row per request)."""
+    return (f"SELECT {key} FROM {{db}}.restrictions WHERE site = {{site:String}} GROUP BY consent_id "
+            "HAVING argMax(action, timestamp) = 'restrict'")
+
+
 # A restricted visitor's hits and visits are left out of every statistic: a condition on `visitor_hash`
-# for queries that bind {site:String}. The restrictions table is small (one row per request).
-NOT_RESTRICTED = ("visitor_hash NOT IN (SELECT sipHash64(consent_id) FROM {db}.restrictions "
-                  "WHERE site = {site:String} GROUP BY consent_id HAVING argMax(action, timestamp) = 'restrict')")
+# for queries that bind {site:String}.
+NOT_RESTRICTED = f"visitor_hash NOT IN ({_restricted('sipHash64(consent_id)')})"
+# The same for tables that name the visitor by `consent_id` (the consent log's decisions).
+CONSENT_NOT_RESTRICTED = f"consent_id NOT IN ({_restricted('consent_id')})"
+
+
+# The `method` of the withdrawal that logs an erasure, by who asked for it (gateway/privacy.py BY_VISITOR,
+# BY_OPERATOR). Every gateway following the consent log acts on any of them (gateway/revocation_sync.py).
+ERASURE_METHODS = {"visitor": "erase", "operator": "operator_erase"}
+
+
+def is_erasure(method: str) -> bool:
+    """Whether a consent-log withdrawal with this `method` records an erasure."""
+    return method in ERASURE_METHODS.values()
 
 
 def consent_hash(consent_id: str) -> str:
@@ -52,11 +71,11 @@ def invalidate_visitor_days(store: Store, site: str, consent_id: str) -> None:
 
 
 def delete_visitor_rows(store: Store, tables: Mapping[str, str], site: str, consent_id: str) -> dict[str, int]:
-    """Deletes the visitor's rows from every table in `tables`; returns how many each held."""
+    """Deletes the visitor's rows from every table in `tables`, from disk too (purge); returns how many each held."""
     counts = count_visitor_rows(store, tables, site, consent_id)
     params = {"site": site, "cid": consent_id}
     store.delete([visitor_days_delete(store, site, consent_id)]
-                 + [(table, _where(column), params) for table, column in tables.items() if counts[table]])
+                 + [(table, _where(column), params) for table, column in tables.items() if counts[table]], purge=True)
     return counts
 
 

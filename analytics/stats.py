@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from analytics.channels import source_sql
-from analytics.erasure import NOT_RESTRICTED
+from analytics.erasure import CONSENT_NOT_RESTRICTED, NOT_RESTRICTED
 from analytics.store import Store
 from analytics.visits import (HIT_ARRAYS, HOUR_DIMENSIONS, SKETCH, SKETCH_MERGE, SKETCH_STATE, VISIT_GAP_MS, Coverage,
                               coverage, hit_key_sql, visit_rows_sql)
@@ -59,6 +59,11 @@ def prop_name_problem(name: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "a property name holds no control characters"
     return ""
+
+
+# The days a StatsQuery may cover, its previous() period included (the API refuses others): inside ClickHouse's
+# DateTime64 (1900-2299), with room for any timezone's offset in bounds(), so no date arithmetic here overflows.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -594,18 +599,21 @@ def _prop_breakdown(store: Store, q: StatsQuery, name: str, limit: int, how: Pla
 
 
 CONSENT_METHODS = ("accept_all", "reject_all", "custom", "gpc")
+# The decisions of a range: a restricted visitor's are left out too, like their hits (the consent log keeps them).
+CONSENT_RANGE = f"{PERIOD} AND {CONSENT_NOT_RESTRICTED}"
 
 
 def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
     """Banner decisions per day and method, opt-in rate per category, withdrawals, and how many
-    deciding visitors the statistics cannot see (their latest decision refuses analytics)."""
+    deciding visitors the statistics cannot see (their latest decision refuses analytics); restricted
+    visitors are left out."""
     params = q.params()
     # One scan gives the days and the totals: grants and withdrawals per day and method, with the
     # categories the grants include.
     rows = store.query_dicts(f"""
         SELECT toString(toDate(timestamp, {{tz:String}})) AS day, action, if(action = 'withdraw', 'withdraw', method) AS method,
                count() AS decisions, sum(analytics) AS analytics, sum(marketing) AS marketing, sum(preferences) AS preferences
-        FROM {{db}}.consents WHERE {PERIOD} GROUP BY day, action, method""", params)
+        FROM {{db}}.consents WHERE {CONSENT_RANGE} GROUP BY day, action, method""", params)
     per_day = {label: {m: 0 for m in (*CONSENT_METHODS, "withdraw")} for label in bucket_labels(q, "day")}
     totals = {k: 0 for k in ("decisions", "withdrawals", *CONSENT_METHODS, "analytics", "marketing", "preferences")}
     for r in rows:
@@ -623,7 +631,7 @@ def consent(store: Store, q: StatsQuery) -> dict[str, Any]:
     people = store.query_dicts(f"""
         SELECT countIf(latest_analytics = 1) AS with_analytics, countIf(latest_analytics = 0) AS without_analytics
         FROM (SELECT cityHash64(consent_id) AS id, argMax(analytics * (action = 'grant'), timestamp) AS latest_analytics
-              FROM {{db}}.consents WHERE {PERIOD} GROUP BY id)""", params)[0]
+              FROM {{db}}.consents WHERE {CONSENT_RANGE} GROUP BY id)""", params)[0]
     decisions = totals["decisions"]
     seen, unseen = int(people["with_analytics"]), int(people["without_analytics"])
     return {

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 
+from analytics.cluster import LOCAL_SUFFIX, on_cluster
 from analytics.records import KIND_FIELD, Record, check_columns, columns_of
 from analytics.schema import CONSENT_TABLES, DERIVED_TABLES, MIGRATIONS, TABLES
 
@@ -162,11 +163,7 @@ class Store:
 
     def _cluster_form(self, statement: str) -> list[str]:
         """The statement as it runs here: as is, or ON CLUSTER with replicated and Distributed tables."""
-        if not self.cluster:
-            return [statement]
-        from analytics.cluster import on_cluster
-
-        return on_cluster(statement, self.cluster)
+        return on_cluster(statement, self.cluster) if self.cluster else [statement]
 
     def _apply_insert_durability(self) -> None:
         """fsync every inserted part (and its directory) when the gateway promises machine-crash durability:
@@ -194,14 +191,14 @@ class Store:
             days = self.ttl_days_of(table)
             engine = self.query_value(
                 "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                {"db": self.db, "t": table},
+                {"db": self.db, "t": self._stored_in(table)},
             )
             # ClickHouse shows the TTL as `toIntervalDay(N)`: compare that form, or every start would
             # MODIFY TTL again and rewrite each table's parts.
             if engine and f"toIntervalDay({days})" not in engine:
-                self.client.command(
-                    f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"
-                )
+                for statement in self._cluster_form(
+                        f"ALTER TABLE {self.db}.{table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"):
+                    self.client.command(statement)
 
     def insert(self, records: Sequence[Record]) -> None:
         """Inserts records of one kind in one batch (seeding, imports; the gateway itself inserts spooled lines)."""
@@ -265,19 +262,42 @@ class Store:
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.client.command(self._sql(sql), parameters=parameters or {})
 
-    def delete(self, deletes: Sequence[tuple[str, str, dict[str, Any]]], timeout: float = DELETE_TIMEOUT) -> None:
+    def _stored_in(self, table: str) -> str:
+        """The table that holds `table`'s rows: on a cluster its replicated local table (analytics/cluster.py)."""
+        return table + LOCAL_SUFFIX if self.cluster else table
+
+    def delete(self, deletes: Sequence[tuple[str, str, dict[str, Any]]], timeout: float = DELETE_TIMEOUT,
+               purge: bool = False) -> None:
         """Lightweight DELETEs, each `(table, where, parameters)`, all issued at once; returns once the tables
         have no delete left to apply. Why not one synchronous DELETE after another: each
         holds the connection about 1.3 s (the engine checks for the mutation's end once a second) though
         applying it takes some 20 ms, and every other query of the process (a stats request) waits behind
         it. Raises StoreUnavailable when a delete fails (the failed one is killed, or it would hold up every
-        later delete of its table) or outlasts `timeout`."""
+        later delete of its table) or outlasts `timeout`.
+
+        A lightweight delete only masks rows: they stay in their parts until a merge rewrites them, which for
+        an old month's part may be never before its TTL. `purge` (an erasure) then rewrites the parts that hold
+        masked rows (APPLY DELETED MASK), so the data is gone from disk once the old parts are cleaned up
+        (ClickHouse's old_parts_lifetime, 8 minutes by default)."""
         tables = sorted({table for table, _, _ in deletes})
         for table, where, parameters in deletes:
-            self.command(f"DELETE FROM {{db}}.{table} WHERE {where} SETTINGS lightweight_deletes_sync = 0", parameters)
+            for statement in self._cluster_form(
+                    f"DELETE FROM {self.db}.{table} WHERE {where} SETTINGS lightweight_deletes_sync = 0"):
+                self.command(statement, parameters)
         if not tables:
             return
-        deadline, pause = time.monotonic() + timeout, 0.01
+        deadline = time.monotonic() + timeout
+        self._wait_for_mutations(tables, deadline, timeout)
+        if purge:
+            for table in tables:
+                for statement in self._cluster_form(f"ALTER TABLE {self.db}.{table} APPLY DELETED MASK"):
+                    self.command(statement)
+            self._wait_for_mutations(tables, deadline, timeout)
+
+    def _wait_for_mutations(self, tables: list[str], deadline: float, timeout: float) -> None:
+        """Returns once `tables` have no mutation left to apply (on a cluster: on this node)."""
+        tables = [self._stored_in(t) for t in tables]
+        pause = 0.01
         while True:
             pending = self.query("SELECT table, any(latest_fail_reason) FROM system.mutations WHERE database = "
                                  "{db:String} AND table IN {tables:Array(String)} AND NOT is_done GROUP BY table",

@@ -114,9 +114,21 @@ def tar_stream(folder: Path) -> Iterator[bytes]:
     yield b"\0" * (2 * tarfile.BLOCKSIZE)  # end of archive
 
 
+SCRATCH_PREFIX = "backup-"
+
+
+def remove_backup_scratch(data_dir: Path) -> int:
+    """Removes the scratch copies a stopped gateway left behind (killed while streaming one): a full copy of
+    the store that erasure and retention would never reach. Returns how many there were."""
+    left = [p for p in data_dir.glob(SCRATCH_PREFIX + "*") if p.is_dir()]
+    for folder in left:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(left)
+
+
 async def backup_response(store: Store, writer: BatchWriter, data_dir: Path) -> StreamingResponse:
     """Takes the snapshot into a scratch folder of data_dir, streams it as a tar, then removes it."""
-    folder = data_dir / f"backup-{uuid.uuid4().hex}"
+    folder = data_dir / f"{SCRATCH_PREFIX}{uuid.uuid4().hex}"
     try:
         await run_in_threadpool(write_snapshot, store, writer, folder)
     except BaseException:

@@ -32,7 +32,7 @@ PUBLIC_SECRETS = frozenset({
 _PLACEHOLDER_WORDS = re.compile(r"change-?me|replace-?me", re.IGNORECASE)
 # Characters that never belong in a config URL and could break out of an HTML attribute or a header.
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")
-DEFAULT_CONSENT_RATE = 600  # consent, withdraw and erase requests per client network per minute
+DEFAULT_CONSENT_RATE = 600  # consent, withdraw and privacy requests (export, erase, restrict) per network a minute
 VENDOR_TYPES = ("webhook", "ga4", "meta_capi")
 CATEGORIES = ("preferences", "analytics", "marketing")
 
@@ -371,14 +371,18 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
     return vendor
 
 
-# A plain address: local@domain, no spaces, quotes, angle brackets or line breaks (nothing that could
-# add a header or a second recipient to the SMTP envelope).
-_EMAIL = re.compile(r"[^@\s<>\"',;()]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+# A plain ASCII address: a dot-atom local part (RFC 5322 atext without the quote) @ dot-separated host labels.
+# Nothing that could add a header or a recipient (whitespace, CR/LF, control characters, ',' ';' '<' '>'), turn
+# the To header into an address group (':'), or fail later at an SMTP server without SMTPUTF8 (non-ASCII).
+_ATEXT = r"[A-Za-z0-9!#$%&*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@)(?:{_ATEXT}+(?:\.{_ATEXT}+)*)@(?=.{{1,253}}\Z)(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 REPORT_SCHEDULES = ("weekly", "monthly")
 SMTP_SECURITY = ("starttls", "tls", "none")
 
 
 def is_email(value: str) -> bool:
+    """An address the reports may be sent from or to (see _EMAIL)."""
     return _EMAIL.fullmatch(value) is not None
 
 
@@ -430,13 +434,19 @@ def _reports(raw: dict[str, Any], problems: list[str]) -> ReportsConfig | None:
     return reports
 
 
+_SITE_NAME = re.compile(r"[A-Za-z0-9_-]*[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
 def _site(name: str, raw: Any, problems: list[str]) -> SiteConfig | None:
     path = f"sites.{name}"
     if not isinstance(raw, dict):
         problems.append(f"{path}: expected a table")
         return None
-    if not name.replace("-", "").replace("_", "").isalnum():
-        problems.append(f"{path}: a site name may hold only letters, digits, '-' and '_'")
+    # ASCII only: the name goes into paths and download file names (Content-Disposition is latin-1), and
+    # str.isalnum() would let "сайт" or "site²" through.
+    if not _SITE_NAME.fullmatch(name):
+        problems.append(f"{path}: a site name may hold only ASCII letters (A-Z, a-z), digits (0-9), '-' and '_', "
+                        f"with at least one letter or digit: rename the table, e.g. [sites.my-site]")
     r = _Reader(raw, path, problems)
     origins = r.str_list("origins")
     if not origins:
@@ -583,7 +593,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None
             problems.append(f"gateway.admin_tokens[{i}]: too short ({len(token)} characters): an admin token needs at "
                             f"least {MIN_ADMIN_TOKEN_LENGTH} random characters; make one with {MAKE_SECRET}")
     if config.consent_rate_per_minute < 1:
-        problems.append("gateway.consent_rate_per_minute: must be >= 1 (consent, withdraw and erase requests per "
+        problems.append("gateway.consent_rate_per_minute: must be >= 1 (consent, withdraw and privacy requests per "
                         "client network per minute)")
     if config.public_url:
         _check_url(config.public_url, "gateway.public_url", problems)

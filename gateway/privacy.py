@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics.records import ErasureRecord, RestrictionRecord
-from analytics.erasure import consent_hash, delete_visitor_rows, export_visitor_rows, invalidate_visitor_days
+from analytics.erasure import (ERASURE_METHODS, consent_hash, delete_visitor_rows, export_visitor_rows,
+                              invalidate_visitor_days)
 from analytics.schema import TABLES, VISITOR_TABLES
 from gateway.config import SiteConfig
 from gateway.consent import current_token, record_withdrawal, refuse_when_spool_full, set_consent_cookie, site_for
@@ -44,7 +45,7 @@ EXPORT_TABLES = {
 }
 # Spooled record kinds that name a visitor, and so leave the spool on erasure; `consent` records stay (proof).
 ERASED_KINDS = frozenset({"event", "forward", "restriction"})
-BY_VISITOR, BY_OPERATOR = "visitor", "operator"
+BY_VISITOR, BY_OPERATOR = "visitor", "operator"  # the keys of analytics.erasure.ERASURE_METHODS
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +107,7 @@ async def erase_visitor(services: Services, request: Request, site: SiteConfig, 
     of the id, so no new hit of theirs is stored or queued; then spool, outboxes and tables."""
     refuse_when_spool_full(services)
     await asyncio.to_thread(services.store.query_value, "SELECT 1")
-    await record_withdrawal(services, request, site, consent_id, "erase" if by == BY_VISITOR else "operator_erase")
+    await record_withdrawal(services, request, site, consent_id, ERASURE_METHODS[by])
     services.restrictions.forget(consent_id)  # deliveries in a worker's memory: not sent, not recorded
     counts = await asyncio.to_thread(_erase_stored_and_queued, services, site.name, consent_id)
     ticket = services.spool.append(ErasureRecord(record_id=str(uuid.uuid4()), site=site.name,
@@ -120,9 +121,13 @@ async def erase_visitor(services: Services, request: Request, site: SiteConfig, 
 async def set_restriction(services: Services, site: SiteConfig, consent_id: str, restrict: bool, by: str) -> None:
     """Restricts (art. 18) or lifts: recorded durably, in force at once. The visitor's days are dropped
     from the prebuilt stats, so every statistic reads them from the hits, without the visitor, until
-    rebuilt."""
+    rebuilt.
+
+    Order: the restriction is in the store before the days are dropped. The builder reads the restrictions
+    when it builds a day and rebuilds a closed day only when its hit count changes: a build between a drop
+    and the store would write the visitor's hours again, for good."""
     refuse_when_spool_full(services)
-    await asyncio.to_thread(invalidate_visitor_days, services.store, site.name, consent_id)
+    await asyncio.to_thread(services.store.query_value, "SELECT 1")  # a store that is down: 503, nothing recorded
     ticket = services.spool.append(RestrictionRecord(record_id=str(uuid.uuid4()), site=site.name,
                                                      timestamp=round(time.time(), 3), consent_id=consent_id,
                                                      action="restrict" if restrict else "lift", requested_by=by))
@@ -131,10 +136,13 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
     else:
         services.restrictions.lift(consent_id)
     await services.commit.wait(ticket)
-    await asyncio.to_thread(services.writer.flush_pending)  # the stats' SQL reads it from the store: now
+    await asyncio.to_thread(services.writer.flush_pending)  # the stats' SQL and the builder read it from the store
+    await asyncio.to_thread(invalidate_visitor_days, services.store, site.name, consent_id)
 
 
 async def export_my_data(request: Request) -> JSONResponse:
+    # Limited like the decisions: each export flushes the spool and scans four tables for the visitor.
+    limit_consent_rate(request)
     services: Services = request.app.state.services
     site, consent_id = _visitor(request, services)
     out = await export_visitor(services, site, consent_id)
@@ -155,6 +163,7 @@ async def erase_my_data(request: Request) -> JSONResponse:
 
 
 async def restrict_my_data(request: Request) -> JSONResponse:
+    limit_consent_rate(request)  # each call scans the visitor's days and deletes prebuilt stats
     services: Services = request.app.state.services
     site, consent_id = _visitor(request, services)
     await set_restriction(services, site, consent_id, True, BY_VISITOR)
@@ -162,6 +171,7 @@ async def restrict_my_data(request: Request) -> JSONResponse:
 
 
 async def lift_my_restriction(request: Request) -> JSONResponse:
+    limit_consent_rate(request)  # each call scans the visitor's days and deletes prebuilt stats
     services: Services = request.app.state.services
     site, consent_id = _visitor(request, services)
     await set_restriction(services, site, consent_id, False, BY_VISITOR)

@@ -83,9 +83,10 @@ def too_many_requests(retry_after: int, detail: str) -> GatewayError:
 
 
 def limit_consent_rate(request: Request) -> None:
-    """Counts a consent, withdrawal or erasure of the client's network; 429 over
+    """Counts a consent, a withdrawal or a visitor's privacy request (export, erasure, restriction) of the client's
+    network; 429 over
     `[gateway] consent_rate_per_minute`. Called first in those handlers, before the body is read."""
     limiter: NetworkLimiter = request.app.state.consent_rate
     wait = limiter.add(client_network(request, request.app.state.services.config))
     if wait:
-        raise too_many_requests(wait, f"more than {limiter.limit} consent decisions a minute from your network")
+        raise too_many_requests(wait, f"more than {limiter.limit} consent decisions or privacy requests a minute from your network")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics.consent_log import decision_histories, decisions_since
+from analytics.erasure import is_erasure
 from analytics.store import Store
 from gateway.revocations import RevocationList, latest_revocation, revocation_at
 
@@ -131,7 +132,7 @@ class RevocationSync:
         for record_id, site, cid, at_ms, action, method in new:
             if action == "withdraw":
                 self._revoke(cid, revocation_at(action, int(at_ms), first=False))
-                if method == "erase" and self.on_erasure is not None:
+                if is_erasure(method) and self.on_erasure is not None:
                     self.on_erasure(site, cid)
             else:
                 grants.add(cid)

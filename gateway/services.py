@@ -12,6 +12,7 @@ from analytics.store import Store, StoreUnavailable
 from analytics.visits import VisitBuilder
 from analytics.writer import BatchWriter
 from banner.bundle import BannerBundle, build_bundles
+from gateway.backup import remove_backup_scratch
 from gateway.banner_versions import BannerVersionLog
 from gateway.collect.geo import CountryLookup
 from gateway.collect.behaviour import VisitorRate
@@ -55,6 +56,8 @@ class Services:
         return self.spool.disk_bytes >= self.config.max_spool_bytes
 
     def start(self) -> None:
+        if left := remove_backup_scratch(self.config.data_dir):
+            log.warning("removed %d backup scratch copies a stopped gateway left in %s", left, self.config.data_dir)
         self.commit.start()
         try:
             self.writer.ensure_schema()

@@ -19,12 +19,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from gateway.bodies import optional_str, read_body, read_json_object
 from gateway.clientip import is_https
 from gateway.config import GatewayConfig, SiteConfig
-from gateway.dashboard.routes import SECURITY_HEADERS, STATIC, refuse_foreign_origin
+from gateway.dashboard.routes import SECURITY_HEADERS, STATIC
 from gateway.errors import GatewayError, bad_request
 from gateway.services import Services
 from gateway.shared_links import (MAX_LABEL_LENGTH, MAX_LIVE_LINKS, MAX_PASSWORD_LENGTH, SharedLink, SharedLinks,
                                   check_password)
-from gateway.stats_auth import SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth, require_stats_access
+from gateway.stats_auth import SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth, require_write_access
 
 MAX_SECRET_LENGTH = 100
 NO_STORE = {"Cache-Control": "no-store"}
@@ -139,12 +139,8 @@ async def _writer(request: Request) -> tuple[Services, str]:
     """The services and site, once the caller may change the site's settings (a shared link may not)."""
     services: Services = request.app.state.services
     site = request.path_params["site"]
-    access = await require_stats_access(services.config, request, site)
-    if not access.can_write(site):
-        raise GatewayError(403, "forbidden", "a shared link's session cannot make, list or revoke shared links: "
-                           "use a stats token of the site")
-    if not request.headers.get("authorization"):
-        refuse_foreign_origin(request, services.config)  # a dashboard session's cookie: only from its own page
+    await require_write_access(services.config, request, site, "a shared link's session cannot make, list or revoke "
+                               "shared links: use a stats token of the site")
     return services, site
 
 

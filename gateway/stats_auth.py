@@ -29,11 +29,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from gateway.clientip import is_https
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, unknown_site
 from gateway.ratelimit import NetworkLimiter, client_network, too_many_requests
@@ -232,6 +234,37 @@ class TokenAuth:
         if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
             self.count_failure(request)
             raise GatewayError(401, "unauthorized", "the metrics token is wrong: send the gateway's metrics_token")
+
+
+def refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
+    """403 unless the form (or a dashboard script's change) was posted from the gateway's own origin (its Host, or public_url). Browsers send
+    Origin with every POST; without one (a script, an old browser) the Referer, if any, must match."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = urlsplit(request.headers.get("referer", ""))
+        if not referer.scheme:
+            return
+        origin = f"{referer.scheme}://{referer.netloc}"
+    scheme = "https" if is_https(request, config.trusted_proxies) else "http"
+    own = {f"{scheme}://{request.headers.get('host', '')}"}
+    if config.public_url:
+        public = urlsplit(config.public_url)
+        own.add(f"{public.scheme}://{public.netloc}")
+    if origin not in own:
+        raise GatewayError(403, "bad_origin", f"log in, log out and edit on the dashboard's own page ({sorted(own)[0]}"
+                           f"/dashboard): this request came from {origin[:100]!r}")
+
+
+async def require_write_access(config: GatewayConfig, request: Request, site: str, refusal: str) -> StatsAccess:
+    """The access of a request that changes a site's settings (goals, funnels, shared links): a stats token or a
+    dashboard login that reads the site, never a shared link (403 with `refusal`); a dashboard session's change
+    must come from the gateway's own page (its cookie would be sent by any page of the same site)."""
+    access = await require_stats_access(config, request, site)
+    if not access.can_write(site):
+        raise GatewayError(403, "forbidden", refusal)
+    if not request.headers.get("authorization"):
+        refuse_foreign_origin(request, config)
+    return access
 
 
 async def shared_session_link(request: Request) -> SharedLink | None:

@@ -87,3 +87,28 @@ def test_a_statement_without_a_cluster_form_is_refused():
         on_cluster("CREATE TABLE db.m (a UInt8) ENGINE = Memory", "c")
     with pytest.raises(ClusterDDLError):
         on_cluster("CREATE VIEW db.v AS SELECT 1", "c")
+
+
+def test_erasure_deletes_and_retention_run_on_the_local_tables(tmp_path):
+    """A Distributed table refuses mutations (ClickHouse issue #19089): on a cluster, an erasure's deletes, its
+    purge and a retention change go to `T_local ON CLUSTER`, and the wait reads the local tables' mutations.
+    No cluster runs here: the Store's statements are recorded instead of sent (a stand-in for the cluster,
+    the one part that cannot run), and ClickHouse's own parser checks each of them."""
+    from analytics.store import Store
+
+    sent: list[str] = []
+    waited: list[list[str]] = []
+    store = Store.__new__(Store)
+    store.db, store.cluster = "consentgate", CLUSTER
+    store.command = lambda sql, parameters=None: sent.append(sql)  # type: ignore[method-assign]
+    store.query = lambda sql, parameters=None: waited.append(parameters["tables"]) or []  # type: ignore[method-assign]
+    store.delete([("events", "site = {site:String} AND visitor_id = {cid:String}", {"site": "s", "cid": "c"})],
+                 purge=True)
+    assert sent == [f"DELETE FROM consentgate.events_local ON CLUSTER {CLUSTER} WHERE site = {{site:String}} AND "
+                    "visitor_id = {cid:String} SETTINGS lightweight_deletes_sync = 0",
+                    f"ALTER TABLE consentgate.events_local ON CLUSTER {CLUSTER} APPLY DELETED MASK"]
+    assert waited == [["events_local"], ["events_local"]]
+    ttl = store._cluster_form("ALTER TABLE consentgate.events MODIFY TTL toDateTime(timestamp) + INTERVAL 5 DAY")
+    bound = [s.replace("{site:String}", "'s'").replace("{cid:String}", "'c'") for s in sent + ttl]
+    for statement, (status, formatted) in zip(bound, parse_with_clickhouse(bound, tmp_path)):
+        assert status == "ok" and "events_local ON CLUSTER" in formatted, (statement, formatted)

@@ -123,6 +123,29 @@ def test_erasure_leaves_no_line_or_row_after_restart_and_replay(make_gateway):
         vendor.stop()
 
 
+def test_erased_rows_are_gone_from_disk_not_only_hidden(make_gateway):
+    """A lightweight DELETE only masks rows, which stay in their part until a merge; an erasure also rewrites the
+    parts (APPLY DELETED MASK), so not even a read that ignores the mask finds the visitor."""
+    gw = make_gateway(gateway=GATEWAY)
+    with gw.client() as c:
+        gone = grant(c, analytics=True)
+        c.cookies.clear()
+        stays = grant(c, analytics=True)
+        c.cookies.clear()
+        for i in range(3):
+            send_hit(c, gone["token"], f"/gone-{i}")
+            send_hit(c, stays["token"], f"/stays-{i}")
+        wait_until(lambda: metric(c, "consentgate_spool_backlog_bytes") == 0, what="the hits in the store")
+        erased = c.request("DELETE", "/s/demo/privacy/me", headers={**H, "X-Consent-Token": gone["token"]}).json()
+        assert erased["events"] == 3
+    gw.stop()
+    unmasked = "SETTINGS apply_deleted_mask = 0"
+    assert gw.sql(f"SELECT count() AS n FROM {{db}}.events WHERE visitor_id = '{gone['consent_id']}' {unmasked}") == [
+        {"n": 0}]
+    assert gw.sql(f"SELECT count() AS n FROM {{db}}.events WHERE visitor_id = '{stays['consent_id']}' {unmasked}") == [
+        {"n": 3}]
+
+
 def _stats(c, path: str) -> dict:
     # the site's today (its timezone, Europe/Amsterdam by default): from 23:00 UTC the machine's date is a day behind
     today = datetime.now(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m-%d")

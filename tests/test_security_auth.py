@@ -293,7 +293,7 @@ def test_consent_withdraw_and_erase_are_rate_limited_per_network(make_gateway):
         ]
         for r in refused:
             assert r.status_code == 429 and r.json()["error"] == "rate_limited", r.text
-            assert "consent decisions a minute from your network" in r.json()["detail"]
+            assert "consent decisions or privacy requests a minute from your network" in r.json()["detail"]
             assert 1 <= int(r.headers["retry-after"]) <= 60
         assert c.post("/s/demo/consent", json=body, headers=from_net(NET_B, **h)).status_code == 200
         # collecting is not a decision: not limited by this rate

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -23,7 +23,8 @@ from gateway.clientip import is_https
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.services import Services
-from gateway.stats_auth import MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth, session_access
+from gateway.stats_auth import (MAX_FAILURES, SESSION_COOKIE, SESSION_MAX_AGE, SHARE_COOKIE, TokenAuth,
+                                refuse_foreign_origin, session_access)
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,25 +51,6 @@ def chartjs_path() -> Path:
 def _login_page(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     html = (STATIC / "login.html").read_text(encoding="utf-8").replace("{error}", error)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
-
-
-def refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
-    """403 unless the form (or a dashboard script's change) was posted from the gateway's own origin (its Host, or public_url). Browsers send
-    Origin with every POST; without one (a script, an old browser) the Referer, if any, must match."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        referer = urlsplit(request.headers.get("referer", ""))
-        if not referer.scheme:
-            return
-        origin = f"{referer.scheme}://{referer.netloc}"
-    scheme = "https" if is_https(request, config.trusted_proxies) else "http"
-    own = {f"{scheme}://{request.headers.get('host', '')}"}
-    if config.public_url:
-        public = urlsplit(config.public_url)
-        own.add(f"{public.scheme}://{public.netloc}")
-    if origin not in own:
-        raise GatewayError(403, "bad_origin", f"log in, log out and edit on the dashboard's own page ({sorted(own)[0]}"
-                           f"/dashboard): this request came from {origin[:100]!r}")
 
 
 def _set_session_cookie(response: Response, request: Request, config: GatewayConfig, value: str | None) -> None:
