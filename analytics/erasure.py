@@ -94,3 +94,17 @@ def restricted_consent_ids(store: Store) -> list[tuple[str, str]]:
     return [(str(site), str(cid)) for site, cid in store.query(
         "SELECT site, consent_id FROM {db}.restrictions GROUP BY site, consent_id "
         "HAVING argMax(action, timestamp) = 'restrict'")]
+
+
+def restriction_changes_since(store: Store, since_ms: int) -> list[tuple[str, str, int]]:
+    """(record id, consent id, ms) of every restriction or lift recorded from `since_ms` on, by any gateway."""
+    return [(str(rid), str(cid), int(ms)) for rid, cid, ms in store.query(
+        "SELECT toString(record_id), consent_id, toUnixTimestamp64Milli(timestamp) FROM {db}.restrictions "
+        "WHERE timestamp >= fromUnixTimestamp64Milli({since:Int64})", {"since": since_ms})]
+
+
+def restrictions_in_force(store: Store, consent_ids: list[str]) -> dict[str, bool]:
+    """Whether each of these visitors is restricted now: their latest action, whichever gateway recorded it."""
+    return {str(cid): action == "restrict" for cid, action in store.query(
+        "SELECT consent_id, argMax(action, timestamp) FROM {db}.restrictions WHERE consent_id IN {ids:Array(String)} "
+        "GROUP BY consent_id", {"ids": consent_ids})}

@@ -1,8 +1,9 @@
 """Revocations from the consent log: loaded at start, and followed while running.
 
 Gateways (and workers) that share a store learn each other's withdrawals, new choices
-and erasures from the `consents` table: a poller reads the rows past a watermark every
-`revocation_sync_interval` seconds and applies the one rule of gateway/revocations.py.
+and erasures from the `consents` table, and their restrictions (GDPR art. 18) from
+`restrictions`: a poller reads the rows past a watermark every `revocation_sync_interval`
+seconds and applies the one rule of gateway/revocations.py.
 Records reach the store through each gateway's spool and batch writer, a fraction of
 a second after the decision (flush_interval) and later while that gateway cannot reach
 the store, and gateway clocks differ: so each poll reads again the last `OVERLAP_MS`
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics.consent_log import decision_histories, decisions_since
-from analytics.erasure import is_erasure
+from analytics.erasure import is_erasure, restriction_changes_since, restrictions_in_force
 from analytics.store import Store
+from gateway.restrictions import RestrictionList
 from gateway.revocations import RevocationList, latest_revocation, revocation_at
 
 log = logging.getLogger("consentgate.revocations")
@@ -74,9 +76,11 @@ class RevocationSync:
     """Polls `consents` past a watermark and applies the rule to what it has not seen yet."""
 
     def __init__(self, store: Store, revocations: RevocationList, days: int, interval: float,
-                 on_erasure: Callable[[str, str], None] | None = None, max_lag: float = 2.0) -> None:
+                 on_erasure: Callable[[str, str], None] | None = None, max_lag: float = 2.0,
+                 restrictions: RestrictionList | None = None) -> None:
         self.store = store
         self.revocations = revocations
+        self.restrictions = restrictions  # followed too: another gateway's restriction stops our forwarding
         self.days = days
         self.interval = interval
         self.on_erasure = on_erasure  # (site, consent id): rows another gateway wrote after the erasure
@@ -142,6 +146,8 @@ class RevocationSync:
                 self._revoke(cid, latest_revocation(_ordered(history)))
         for record_id, _, _, at_ms, _, _ in new:
             self._seen[record_id] = int(at_ms)
+        if self.restrictions is not None:
+            self._follow_restrictions()
         # Read again what may still arrive late; forget what lies below that.
         self._since_ms = started_ms - OVERLAP_MS
         self._seen = {rid: at for rid, at in self._seen.items() if at >= self._since_ms}
@@ -149,6 +155,21 @@ class RevocationSync:
         self._status.ok = True
         self._status.last_error = ""
         return len(new)
+
+    def _follow_restrictions(self) -> None:
+        """Applies the restrictions and lifts recorded since the watermark: for each visitor named, the latest
+        action in the store (a late-arriving older row must not undo a newer one)."""
+        assert self.restrictions is not None
+        new = [row for row in restriction_changes_since(self.store, self._since_ms) if row[0] not in self._seen]
+        if not new:
+            return
+        for cid, restricted in restrictions_in_force(self.store, sorted({cid for _, cid, _ in new})).items():
+            if restricted:
+                self.restrictions.restrict(cid)
+            else:
+                self.restrictions.lift(cid)
+        for record_id, _, at_ms in new:
+            self._seen[record_id] = at_ms
 
     def _revoke(self, consent_id: str, at_ms: int | None) -> None:
         if at_ms is not None and at_ms > self.revocations.revoked_at(consent_id):

@@ -151,11 +151,12 @@ def build_services(config: GatewayConfig) -> Services:
     if config.revocation_sync_interval > 0:
         def erase_late_rows(site: str, consent_id: str) -> None:
             # Another gateway erased this visitor: hits we spooled before we learned it reach the store now.
+            restrictions.forget(consent_id)  # queued deliveries: not sent, and no outcome recorded under the id
             writer.flush_pending()
             delete_visitor_rows(store, VISITOR_TABLES, site, consent_id)
 
         sync = RevocationSync(store, revocations, config.consent_max_age_days, config.revocation_sync_interval,
-                              on_erasure=erase_late_rows)
+                              on_erasure=erase_late_rows, restrictions=restrictions)
         metrics.gauge("consentgate_revocation_sync_lag_seconds",
                       "Seconds since this gateway last read the other gateways' revocations", sync.lag_seconds)
     return Services(config, store, spool, writer, signer, revocations, countries, metrics, pipeline,

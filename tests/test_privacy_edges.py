@@ -211,3 +211,31 @@ def test_restrict_routes_are_rate_limited_per_network(make_gateway):
         # Another network is not held up.
         lift = c.request("DELETE", "/s/demo/privacy/me/restrict", headers={**asking, **visitor})
         assert lift.status_code == 200 and lift.json()["restricted"] is False
+
+
+# ---- 5. a restriction made at one gateway of several -------------------------------------------------
+
+def test_a_restriction_at_one_gateway_holds_at_the_others_and_so_does_its_lift(two_gateways):
+    """Every gateway on the store follows `restrictions` as it follows the consent log: b, which did not take the
+    request, then treats the visitor as restricted (its export says so, its forwarder sends nothing), and lifts
+    it when a lifts it."""
+    a, b = two_gateways
+    visitor = grant(a, analytics=True, marketing=True)
+    headers = {**H, "X-Consent-Token": visitor["token"]}
+
+    def restricted_at_b() -> bool:
+        r = b.get("/s/demo/privacy/me", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()["restricted"]
+
+    assert restricted_at_b() is False
+    assert a.post("/s/demo/privacy/me/restrict", headers=headers).status_code == 200
+    deadline = time.monotonic() + 10
+    while not restricted_at_b():
+        assert time.monotonic() < deadline, "b never learned of the restriction"
+        time.sleep(0.2)
+    assert a.request("DELETE", "/s/demo/privacy/me/restrict", headers=headers).status_code == 200
+    deadline = time.monotonic() + 10
+    while restricted_at_b():
+        assert time.monotonic() < deadline, "b never learned that the restriction was lifted"
+        time.sleep(0.2)
