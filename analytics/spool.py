@@ -242,6 +242,39 @@ def _release(futures: list[asyncio.Future[None]]) -> None:
             future.set_result(None)
 
 
+def blank_matching_lines(folder: Path, matches: Callable[[dict[str, Any]], bool], durable: bool = True,
+                         below: int | None = None) -> int:
+    """Blanks every line whose record `matches` in the segments of `folder` (those numbered below `below`: not
+    the one being appended to) and returns how many. A line becomes spaces of the same length, so readers'
+    offsets stay valid (they skip blank lines); each changed segment is replaced atomically."""
+    blanked = 0
+    for number in _segments(folder):
+        if below is not None and number >= below:
+            continue
+        path = _segment_path(folder, number)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue  # a reader finished it meanwhile
+        out = bytearray()
+        changed = 0
+        for line in data.splitlines(keepends=True):
+            if line.strip() and line.endswith(b"\n"):
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    record = None
+                if isinstance(record, dict) and matches(record):
+                    line = b" " * (len(line) - 1) + b"\n"
+                    changed += 1
+            out += line
+        if changed:
+            if path.exists():
+                replace_file(path, bytes(out), durable)
+            blanked += changed
+    return blanked
+
+
 class SpoolWriter:
     """Appends records to the newest segment; starts a new one past SEGMENT_BYTES."""
 
@@ -320,32 +353,7 @@ class SpoolWriter:
         with self._lock:
             self._rotate()
             current = self._number
-        blanked = 0
-        for number in _segments(self.folder):
-            if number >= current:
-                continue
-            path = _segment_path(self.folder, number)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue  # a reader finished it meanwhile
-            out = bytearray()
-            changed = 0
-            for line in data.splitlines(keepends=True):
-                if line.strip() and line.endswith(b"\n"):
-                    try:
-                        record = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        record = None
-                    if isinstance(record, dict) and matches(record):
-                        line = b" " * (len(line) - 1) + b"\n"
-                        changed += 1
-                out += line
-            if changed:
-                if path.exists():
-                    replace_file(path, bytes(out), self.commit.durable)
-                blanked += changed
-        return blanked
+        return blank_matching_lines(self.folder, matches, self.commit.durable, below=current)
 
     def segment_removed(self, size: int) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from analytics.records import ErasureRecord, RestrictionRecord
+from analytics.spool import blank_matching_lines
 from analytics.erasure import (ERASURE_METHODS, consent_hash, delete_visitor_rows, export_visitor_rows,
                               invalidate_visitor_days)
 from analytics.schema import TABLES, VISITOR_TABLES
@@ -90,6 +91,9 @@ def _erase_stored_and_queued(services: Services, site: str, consent_id: str) -> 
         queued = Counter(r["kind"] for r in services.writer.reader.pending() if is_visitors(r))
         services.spool.erase(is_visitors)
         outbox_lines = sum(outbox.writer.erase(is_delivery) for outbox in outboxes)
+        if services.forwarder is not None:  # and the outboxes of vendors no longer configured
+            outbox_lines += sum(blank_matching_lines(folder, is_delivery, services.commit.durable)
+                                for folder in services.forwarder.orphaned_outboxes())
         stored = delete_visitor_rows(services.store, VISITOR_TABLES, site, consent_id)
     # Per table: the rows it held plus the lines on their way to it; and the deliveries still queued.
     counts = dict(stored)

@@ -123,6 +123,34 @@ def test_erasure_leaves_no_line_or_row_after_restart_and_replay(make_gateway):
         vendor.stop()
 
 
+def test_erasure_reaches_the_outbox_of_a_vendor_no_longer_configured(make_gateway):
+    """A renamed or removed vendor leaves its outbox behind (its hits are never sent, in case the name comes
+    back): the queued hits are still the visitor's, and an erasure blanks them too."""
+    from harness import write_config
+
+    vendor = VendorServer(refuse(503)).start()  # down: the deliveries stay queued
+    try:
+        sites = {"demo": {"origins": [SITE_ORIGIN], "vendors": [webhook("hook", f"{vendor.url}/hook")]}}
+        gw = make_gateway(gateway=GATEWAY, sites=sites)
+        with gw.client() as c:
+            gone = grant(c, analytics=True, marketing=True)
+            for i in range(2):
+                send_hit(c, gone["token"], f"/queued-{i}")
+        outbox = gw.folder / "store" / "outbox"
+        assert len(_lines_naming(outbox, gone["consent_id"])) == 2
+        gw.stop()
+        sites["demo"]["vendors"] = [webhook("hook-renamed", f"{vendor.url}/hook")]
+        assert write_config(gw.folder, GATEWAY, sites) == gw.config_path
+        gw.start()
+        assert "belongs to no configured vendor" in gw.logs()
+        with gw.client() as c:
+            erased = c.request("DELETE", "/s/demo/privacy/me", headers={**H, "X-Consent-Token": gone["token"]}).json()
+        assert erased["removed"]["outbox_lines"] == 2
+        assert _lines_naming(outbox, gone["consent_id"]) == []
+    finally:
+        vendor.stop()
+
+
 def test_erased_rows_are_gone_from_disk_not_only_hidden(make_gateway):
     """A lightweight DELETE only masks rows, which stay in their part until a merge; an erasure also rewrites the
     parts (APPLY DELETED MASK), so not even a read that ignores the mask finds the visitor."""

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,18 +60,24 @@ class Forwarder:
                     restrictions=self.restrictions))
                 self.metrics.watch(site.name, vendor_config.name, lambda o=outbox: o.depth,
                                    lambda b=breaker: float(b.opened_at is not None))
-        self._warn_orphaned_outboxes(config)
+        self.data_dir = config.data_dir
+        self._warn_orphaned_outboxes()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
 
-    def _warn_orphaned_outboxes(self, config: GatewayConfig) -> None:
+    def orphaned_outboxes(self) -> list[Path]:
+        """Outbox folders of no configured vendor (renamed or removed) that still hold queued hits: never sent,
+        but still the visitors' data (an erasure blanks their lines too)."""
         known = {outbox.writer.folder for outbox in self.outboxes.values()}
-        for folder in (config.data_dir / "outbox").glob("*/*"):
-            if folder.is_dir() and folder not in known and any(folder.glob("*.jsonl")):
-                log.warning("outbox %s belongs to no configured vendor (renamed or removed?): its hits are not "
-                            "sent; restore the vendor's name to send them, or delete the folder", folder)
+        return [folder for folder in sorted((self.data_dir / "outbox").glob("*/*"))
+                if folder.is_dir() and folder not in known and any(folder.glob("*.jsonl"))]
+
+    def _warn_orphaned_outboxes(self) -> None:
+        for folder in self.orphaned_outboxes():
+            log.warning("outbox %s belongs to no configured vendor (renamed or removed?): its hits are not "
+                        "sent; restore the vendor's name to send them, or delete the folder", folder)
 
     def sink(self, hit: Hit) -> None:
         """Queues the hit for every vendor of the site whose category the visitor granted."""
