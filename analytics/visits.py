@@ -25,15 +25,17 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from analytics.channels import source_sql
 from analytics.erasure import NOT_RESTRICTED
 from analytics.store import Store
 
 log = logging.getLogger("consentgate.visits")
+T = TypeVar("T")
 
 VISIT_GAP_MS = 30 * 60 * 1000  # a longer gap between two hits starts a new visit
 BUILD_AFTER = timedelta(hours=3)  # a day is closed (built for good) this long after it ends
@@ -324,6 +326,7 @@ class VisitBuilder:
         self._thread: threading.Thread | None = None
         self._parts: dict[str, tuple[date, date]] | None = None  # at the last refresh that succeeded
         self._bots: dict[tuple[str, date], int] = {}  # (site, day) -> visitors left out by its latest build
+        self._building = threading.Lock()  # held for each refresh: see between_builds
         with VisitBuilder._made_lock:
             VisitBuilder._made[id(store)] = self
 
@@ -352,6 +355,17 @@ class VisitBuilder:
         if thread is not None:
             thread.join(timeout)
 
+    def between_builds(self, action: Callable[[], T]) -> T:
+        """Runs `action` while this builder builds nothing: days it drops (a restriction changed what they may
+        hold) are not written again by a build that read the hits before the change; and the next pass looks
+        at every day, not only those whose hits changed (a restriction changes no hit, so the dropped days
+        would wait for the next change of their hits). Builders of other processes on a server store are not
+        held."""
+        with self._building:
+            result = action()
+            self._parts = None
+            return result
+
     def bot_visitor_days(self) -> float:
         """Visitor-days left out as zero-second bots, by the latest build of each day built since start."""
         return float(sum(self._bots.values()))
@@ -361,8 +375,9 @@ class VisitBuilder:
             try:
                 started = time.monotonic()
                 parts = event_parts(self.store)
-                days = refresh(self.store, changed=None if self._parts is None else changed_days(self._parts, parts),
-                               zero_second_visits=self.zero_second_visits, bots=self._bots, stopping=self._stopping)
+                with self._building:
+                    days = refresh(self.store, changed=None if self._parts is None else changed_days(self._parts, parts),
+                                   zero_second_visits=self.zero_second_visits, bots=self._bots, stopping=self._stopping)
                 self._parts = parts
                 if days:
                     log.info("built the visits of %d day(s) in %.1f s", days, time.monotonic() - started)

@@ -13,6 +13,7 @@ asked, how many rows, a hash of the consent id; never the data).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -141,7 +142,13 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
         services.restrictions.lift(consent_id)
     await services.commit.wait(ticket)
     await asyncio.to_thread(services.writer.flush_pending)  # the stats' SQL and the builder read it from the store
-    await asyncio.to_thread(invalidate_visitor_days, services.store, site.name, consent_id)
+    # Between two builds of this gateway's builder: one that read the hits before the restriction was stored
+    # must not write the dropped days again.
+    drop = functools.partial(invalidate_visitor_days, services.store, site.name, consent_id)
+    if services.visits is not None:
+        await asyncio.to_thread(services.visits.between_builds, drop)
+    else:
+        await asyncio.to_thread(drop)
 
 
 async def export_my_data(request: Request) -> JSONResponse:

@@ -239,3 +239,73 @@ def test_a_restriction_at_one_gateway_holds_at_the_others_and_so_does_its_lift(t
     while restricted_at_b():
         assert time.monotonic() < deadline, "b never learned that the restriction was lifted"
         time.sleep(0.2)
+
+
+# ---- 6. a restriction while the builder is half-way through a build ---------------------------------
+
+RESTRICT_DURING_BUILD = """
+import asyncio, json, sys, threading, time, uuid
+from datetime import datetime, timedelta, timezone
+from analytics import stats
+from analytics.records import EventRecord
+from gateway.config import load_config
+from gateway.privacy import BY_OPERATOR, set_restriction
+from gateway.services import build_services
+
+config = load_config(sys.argv[1])
+services = build_services(config)
+services.start()
+store = services.store
+day = (datetime.now(timezone.utc) - timedelta(days=3)).date()  # a closed day: rebuilt only when its hit count changes
+ten = datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc).timestamp()
+kept, restricted = uuid.uuid4().hex, uuid.uuid4().hex
+
+def hit(visitor, at, browser):
+    return EventRecord(event_id=str(uuid.uuid4()), site="demo", timestamp=at, type="pageview", name="",
+                       visitor_id=visitor, url="https://www.example.com/", hostname="www.example.com", path="/",
+                       referrer="", referrer_host="", utm_source="", utm_medium="", utm_campaign="", browser=browser,
+                       browser_version="120", os="Windows", device="desktop", country="NL", ip="203.0.113.0", props={})
+
+store.insert([hit(kept, ten, "Chrome"), hit(restricted, ten + 60, "Firefox"), hit(restricted, ten + 120, "Firefox")])
+# The interleaving to reproduce: the builder has read the hits (the visitor not yet restricted) and written the
+# day's hours; before it records the day as built, the restriction request runs to its end.
+client_class = type(store.client)  # each thread has its own client: wrap the method for all of them
+real_insert, requests = client_class.insert, []
+def insert(client, table, *args, **kwargs):
+    if table.endswith(".visit_days") and not requests:
+        request = threading.Thread(target=lambda: asyncio.run(
+            set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR)))
+        requests.append(request)
+        request.start()
+        time.sleep(1.5)  # long enough for the request, unless it waits for this build
+    return real_insert(client, table, *args, **kwargs)
+client_class.insert = insert
+services.visits.start()
+deadline = time.monotonic() + 60
+while not requests and time.monotonic() < deadline:
+    time.sleep(0.1)
+requests[0].join(60)
+q = stats.StatsQuery("demo", day, day, tz="UTC", exact_below=0)
+browsers, hours = None, None
+while time.monotonic() < deadline:  # the builder rebuilds a dropped day within a pass or two
+    hours, browsers = stats.plan(store, q).hours, stats.breakdown(store, q, "browser")
+    if hours and browsers == [{"value": "Chrome", "visitors": 1, "pageviews": 1}]:
+        break
+    time.sleep(0.5)
+services.stop()
+print(json.dumps({"hours": bool(hours), "browsers": browsers}))
+"""
+
+
+def test_a_restriction_during_a_build_is_not_undone_by_it(tmp_path):
+    """The builder's thread, half-way through a day (hours written, day not yet recorded as built), and a
+    restriction request at that moment: the request drops the day only once the build has ended, so the next
+    pass rebuilds it without the visitor. Real Services, builder thread, Store and set_restriction in a child
+    process; the store's insert is wrapped only to start the request at that moment and give it time."""
+    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data"), "stats_refresh_seconds": 0.2})
+    out = subprocess.run([sys.executable, "-c", RESTRICT_DURING_BUILD, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.splitlines()[-1])
+    assert found["hours"], found  # the breakdown is read from hit_hours
+    assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}], found
