@@ -97,6 +97,9 @@ class TokenAuth:
         self._serializer = URLSafeTimedSerializer(list(config.secret_keys), salt=_SALT)
         self._share_serializer = URLSafeTimedSerializer(list(config.secret_keys), salt=_SHARE_SALT)
         self._ended: OrderedDict[str, float] = OrderedDict()  # session id -> when it would have expired
+        # Sessions made at or before this time count as ended: when the ended ids overflow, the oldest is forgotten
+        # and this moves up to when it was ended, so a forgotten id's cookie does not open anything again.
+        self._ended_before = 0.0
 
     @property
     def has_tokens(self) -> bool:
@@ -145,12 +148,12 @@ class TokenAuth:
         if not raw or len(raw) > 512:
             return None
         try:
-            data = self._serializer.loads(raw, max_age=SESSION_MAX_AGE)
+            data, made = self._serializer.loads(raw, max_age=SESSION_MAX_AGE, return_timestamp=True)
         except BadSignature:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("k"), str):
             return None
-        return None if data["sid"] in self._ended else data
+        return None if data["sid"] in self._ended or made.timestamp() <= self._ended_before else data
 
     def dashboard_access(self, request: Request) -> StatsAccess | None:
         """The access of the request's dashboard session (logged in with a stats token), or None."""
@@ -181,7 +184,9 @@ class TokenAuth:
         now = time.time()
         for sid in ended:
             while self._ended and (len(self._ended) >= MAX_ENDED_SESSIONS or next(iter(self._ended.values())) < now):
-                self._ended.popitem(last=False)  # oldest first: they expire first too
+                _, expires = self._ended.popitem(last=False)  # oldest first: they expire first too
+                if expires >= now:  # forgotten before it expired: end every session made until it was ended
+                    self._ended_before = max(self._ended_before, expires - SESSION_MAX_AGE)
             self._ended[sid] = now + SESSION_MAX_AGE
 
     def _share_session_data(self, request: Request) -> dict[str, str] | None:
@@ -189,8 +194,10 @@ class TokenAuth:
         if not raw or len(raw) > 512:
             return None
         try:
-            data = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE)
+            data, made = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE, return_timestamp=True)
         except BadSignature:
+            return None
+        if made.timestamp() <= self._ended_before:
             return None
         return data if isinstance(data, dict) and isinstance(data.get("sid"), str) else None
 

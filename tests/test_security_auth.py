@@ -238,6 +238,33 @@ def test_logout_ends_the_session_in_the_gateway(scoped_gateway):
         assert 'name="token"' in copied.get("/dashboard").text  # the login page again
 
 
+def test_a_logged_out_session_stays_ended_when_the_ended_ids_overflow(tmp_path, monkeypatch):
+    """The gateway keeps at most MAX_ENDED_SESSIONS ended ids. Anyone with a link without a password can open and
+    end sessions at will; forgetting the oldest ended id used to let its (copied) cookie in again. Now every
+    session made until the forgotten one was ended counts as ended. In-process: TokenAuth with a real
+    config, real signed cookies and Starlette requests, the cap lowered to 3."""
+    from starlette.requests import Request
+
+    from gateway import stats_auth
+    from gateway.config import parse_config
+
+    monkeypatch.setattr(stats_auth, "MAX_ENDED_SESSIONS", 3)
+    config = parse_config({"gateway": {"secret_key": SECRET, "stats_tokens": [GLOBAL_TOKEN]},
+                           "sites": {"demo": {"origins": ["https://www.example.com"]}}}, tmp_path, env={})
+    auth = stats_auth.TokenAuth(config)
+
+    def request(cookie: str) -> Request:
+        return Request({"type": "http", "method": "GET", "path": "/", "headers": [(b"cookie", cookie.encode())]})
+
+    stolen = f"{stats_auth.SESSION_COOKIE}={auth.new_session(GLOBAL_TOKEN)}"
+    assert auth.dashboard_access(request(stolen)) is not None
+    auth.end_session(request(stolen))  # the owner logs out; someone kept a copy of the cookie
+    assert auth.dashboard_access(request(stolen)) is None
+    for _ in range(5):  # more logouts than the gateway remembers ended ids
+        auth.end_session(request(f"{stats_auth.SHARE_COOKIE}={auth.new_share_session('link0123')}"))
+    assert auth.dashboard_access(request(stolen)) is None
+
+
 def test_login_and_logout_refuse_a_foreign_origin(scoped_gateway):
     own = scoped_gateway.url
     with scoped_gateway.client(headers=from_net(NET_B)) as c:
