@@ -4,7 +4,7 @@ A visitor is one consent id. The tables that hold their rows, and the column nam
 from the schema (`analytics.schema.VISITOR_TABLES`), so a new table that holds visitor data is
 erased once it is listed there. `hit_hours` holds no visitor id: deleting the visitor's `events`
 changes the day's hit count, and analytics/visits.py rebuilds the day from the hits that remain;
-dropping the day's `visit_days` rows makes the stats read the hits at once until then.
+marking the day unbuilt in `visit_days` makes the stats read the hits at once until then.
 """
 from __future__ import annotations
 
@@ -57,25 +57,23 @@ def count_visitor_rows(store: Store, tables: Mapping[str, str], site: str, conse
             for table, column in tables.items()}
 
 
-def visitor_days_delete(store: Store, site: str, consent_id: str) -> tuple[str, str, dict[str, Any]]:
-    """The delete (for Store.delete) that forgets the built stats of every day the visitor has hits on: the
-    stats read those days from the hits until the builder has rebuilt them (after an erasure or a
-    restriction changes what they hold). The days are read now, while the visitor's hits still exist."""
+def invalidate_visitor_days(store: Store, site: str, consent_id: str) -> None:
+    """Forgets the built stats of every day the visitor has hits on: the stats read those days from the hits
+    until the builder has rebuilt them (after an erasure or a restriction changes what they hold). The days
+    are read now, while the visitor's hits still exist."""
+    from analytics.visits import unbuild_days  # visits imports this module's restriction SQL
+
     days = [d for (d,) in store.query("SELECT DISTINCT toDate(timestamp) FROM {db}.events WHERE site = {site:String} "
                                       "AND visitor_id = {cid:String}", {"site": site, "cid": consent_id})]
-    return "visit_days", "site = {site:String} AND day IN {days:Array(Date)}", {"site": site, "days": days}
-
-
-def invalidate_visitor_days(store: Store, site: str, consent_id: str) -> None:
-    store.delete([visitor_days_delete(store, site, consent_id)])
+    unbuild_days(store, site, days)
 
 
 def delete_visitor_rows(store: Store, tables: Mapping[str, str], site: str, consent_id: str) -> dict[str, int]:
     """Deletes the visitor's rows from every table in `tables`, from disk too (purge); returns how many each held."""
     counts = count_visitor_rows(store, tables, site, consent_id)
     params = {"site": site, "cid": consent_id}
-    store.delete([visitor_days_delete(store, site, consent_id)]
-                 + [(table, _where(column), params) for table, column in tables.items() if counts[table]], purge=True)
+    invalidate_visitor_days(store, site, consent_id)
+    store.delete([(table, _where(column), params) for table, column in tables.items() if counts[table]], purge=True)
     return counts
 
 

@@ -167,6 +167,18 @@ def build_days(store: Store, site: str, first: date, last: date, hits: dict[date
     return written, left_out
 
 
+def unbuild_days(store: Store, site: str, days: list[date]) -> None:
+    """Marks `days` of `site` as not built, so the stats read them from the hits until the builder has built them
+    again (after an erasure or a restriction changed what they may hold). A marker row (layout 0: unreadable,
+    due) rather than a delete: without any row, a site's first built days would count as "before the first
+    built day, so empty", and a range over them would read their old hours from the build they shared with
+    the next day."""
+    if days:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        store.client.insert(f"{store.db}.visit_days", [[site, d, 0, _midnight(d), 0, 0, now, 0] for d in days],
+                            column_names=["site", "day", "hits", "until", "closed", "build", "built_at", "layout"])
+
+
 def zero_second_visitors(store: Store, window: str, inside: str, params: dict[str, Any],
                          least: int) -> list[tuple[int, date]]:
     """(visitor_hash, UTC day) of the visitors with `least` or more one-hit visits of zero seconds starting

@@ -156,16 +156,16 @@ def hit(visitor, at, browser):
 
 store.insert([hit(kept, ten, "Chrome"), hit(restricted, ten + 60, "Firefox"), hit(restricted, ten + 120, "Firefox")])
 visits.refresh(store, now)
-# The builder's thread may rebuild at any moment: here, right after the prebuilt days are dropped.
-real_delete, rebuilding = store.delete, []
-def delete_then_rebuild(deletes, *args, **kwargs):
-    real_delete(deletes, *args, **kwargs)
-    if not rebuilding and any(table == "visit_days" for table, _, _ in deletes):
+# The builder's thread may rebuild at any moment: here, right after the prebuilt days are marked unbuilt.
+real_unbuild, rebuilding = visits.unbuild_days, []
+def unbuild_then_rebuild(*args):
+    real_unbuild(*args)
+    if not rebuilding:
         rebuilding.append(1)
         visits.refresh(store, now)
-store.delete = delete_then_rebuild
+visits.unbuild_days = unbuild_then_rebuild
 asyncio.run(set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR))
-store.delete = real_delete
+visits.unbuild_days = real_unbuild
 visits.refresh(store, now)
 q = stats.StatsQuery("demo", day, day, tz="UTC", exact_below=0)
 out = {"rebuilt_between": bool(rebuilding), "hours": stats.plan(store, q).hours,
@@ -177,8 +177,8 @@ print(json.dumps(out))
 
 def test_a_rebuild_next_to_a_restriction_leaves_the_visitor_out_of_the_hourly_stats(tmp_path):
     """The real Services, Store, set_restriction and analytics.visits.refresh, in a child process (chDB: one
-    store per process). No fake: store.delete is wrapped only to run a real rebuild right after the
-    prebuilt days are dropped, the moment the builder's thread may pick to run."""
+    store per process). No fake: unbuild_days is wrapped only to run a real rebuild right after the
+    prebuilt days are marked unbuilt, the moment the builder's thread may pick to run."""
     config = write_config(tmp_path, {"data_dir": str(tmp_path / "data")})
     out = subprocess.run([sys.executable, "-c", RESTRICT_AMID_REBUILD, str(config)], cwd=ROOT,
                          capture_output=True, text=True, timeout=180)
@@ -308,4 +308,54 @@ def test_a_restriction_during_a_build_is_not_undone_by_it(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.splitlines()[-1])
     assert found["hours"], found  # the breakdown is read from hit_hours
+    assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}], found
+
+
+# ---- 7. a restricted visitor on a site's first built day ---------------------------------------------
+
+RESTRICT_ON_FIRST_DAY = """
+import asyncio, json, sys, uuid
+from datetime import datetime, timedelta, timezone
+from analytics import stats, visits
+from analytics.records import EventRecord
+from gateway.config import load_config
+from gateway.privacy import BY_OPERATOR, set_restriction
+from gateway.services import build_services
+
+config = load_config(sys.argv[1])
+services = build_services(config)
+services.start()
+store = services.store
+now = datetime.now(timezone.utc)
+first = (now - timedelta(days=4)).date()  # the site's first day with hits; built with the next day in one build
+ten = datetime(first.year, first.month, first.day, 10, tzinfo=timezone.utc).timestamp()
+kept, restricted = uuid.uuid4().hex, uuid.uuid4().hex
+
+def hit(visitor, at, browser):
+    return EventRecord(event_id=str(uuid.uuid4()), site="demo", timestamp=at, type="pageview", name="",
+                       visitor_id=visitor, url="https://www.example.com/", hostname="www.example.com", path="/",
+                       referrer="", referrer_host="", utm_source="", utm_medium="", utm_campaign="", browser=browser,
+                       browser_version="120", os="Windows", device="desktop", country="NL", ip="203.0.113.0", props={})
+
+store.insert([hit(restricted, ten, "Firefox"), hit(kept, ten + 86_400, "Chrome")])
+visits.refresh(store, now)
+asyncio.run(set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR))
+# No rebuild yet (the builder's next pass is up to stats_refresh_seconds away): the stats of both days now.
+q = stats.StatsQuery("demo", first, first + timedelta(days=1), tz="UTC", exact_below=0)
+out = {"browsers": stats.breakdown(store, q, "browser")}
+services.stop()
+print(json.dumps(out))
+"""
+
+
+def test_a_restricted_visitor_on_the_sites_first_built_day_is_left_out_before_the_rebuild(tmp_path):
+    """The visitor's day is marked unbuilt, not deleted from visit_days: with no row, the site's first built day
+    counted as "before the first built day, so empty", and the range read its old hours from the build it shared
+    with the next day, the restricted visitor included. Real Services, Store, builder and set_restriction in a
+    child process."""
+    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data")})
+    out = subprocess.run([sys.executable, "-c", RESTRICT_ON_FIRST_DAY, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.splitlines()[-1])
     assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}], found
