@@ -290,7 +290,7 @@ def _public_paths() -> dict[str, Any]:
                                      **BODY_ERRORS, **SITE_ERRORS, **LIMITED, **FULL}}},
         "/s/{site}/privacy/me": {
             "get": {"summary": "Export the visitor's own data (access, portability)", "parameters": [SITE, TOKEN_HEADER],
-                    "responses": {**_json_ok("events, consents, recipients", ANY_OBJECT), **TOKEN_ERRORS, **SITE_ERRORS,
+                    "responses": {**_json_ok("events, visits, consents, recipients, restrictions", ANY_OBJECT), **TOKEN_ERRORS, **SITE_ERRORS,
                                   **LIMITED, "503": _error("the store is unreachable")}},
             "delete": {"summary": "Erase the visitor's events and recipients (the consent log stays as proof)",
                        "parameters": [SITE, TOKEN_HEADER],
@@ -388,7 +388,8 @@ def _share_and_report_paths() -> dict[str, Any]:
                          "label": {"type": "string", "maxLength": 200}}}, required=False),
                      "responses": {**_json_ok("the new link and its address", {**link, "properties": {
                          **link["properties"], "url": {"type": "string"}, "note": {"type": "string"}}}, "201"),
-                                   **BODY_ERRORS, **auth_errors}}},
+                                   **BODY_ERRORS, **auth_errors,
+                                   "409": _error("the site has 100 live links, the most it may have: revoke some")}}},
         "/api/stats/{site}/shared-links/{link_id}": {"delete": {
             "summary": "Revoke a link: it and every session opened with it stop at their next request",
             "security": token, "parameters": [SITE, _param("link_id", "the link's id", {"type": "string"}, "path")],

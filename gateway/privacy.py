@@ -37,10 +37,12 @@ from gateway.services import Services
 
 log = logging.getLogger("consentgate.privacy")
 
-# The sections of a visitor's export: their hits, their decisions (kept after an erasure, as proof), who
-# received their hits, and their restrictions; each a table and the column naming the visitor.
+# The sections of a visitor's export: their hits, the visits the statistics built from them, their decisions
+# (kept after an erasure, as proof), who received their hits, and their restrictions; each a table and the
+# column naming the visitor.
 EXPORT_TABLES = {
     "events": ("events", VISITOR_TABLES["events"]),
+    "visits": ("visits", VISITOR_TABLES["visits"]),
     "consents": ("consents", "consent_id"),
     "recipients": ("forwards", VISITOR_TABLES["forwards"]),
     "restrictions": ("restrictions", VISITOR_TABLES["restrictions"]),

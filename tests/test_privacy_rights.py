@@ -71,6 +71,30 @@ def test_privacy_routes_refuse_stale_tokens_and_erasure_starts_a_new_consent_id(
         assert "token" not in withdraw(c, first["token"])  # withdrawing with a stale token works, but buys no token
 
 
+def test_the_export_holds_the_visits_built_from_the_visitors_hits(make_gateway):
+    """Everything stored about the visitor: also the visits (sessions) the statistics build from their hits,
+    which erasure already deletes. Two pageviews two days ago, ten minutes apart: one visit of two pageviews."""
+    from datetime import timedelta, timezone
+
+    from stats_seed import Hit, seed
+
+    gw = make_gateway(start=False)
+    signer = TokenSigner((SECRET,), 182)
+    visitor, other = "ab" * 16, "cd" * 16
+    token = signer.dumps(signer.issue(visitor, "demo", {"analytics": True}, 1))
+    noon = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
+    seed(gw.config_path, [Hit("demo", visitor, noon, "/first"), Hit("demo", visitor, noon + timedelta(minutes=10), "/second"),
+                          Hit("demo", other, noon, "/someone-else")])
+    gw.start()
+    with gw.client() as c:
+        assert c.get("/api/stats/demo/summary", headers={"Authorization": f"Bearer {STATS_TOKEN}"}).status_code == 200
+        wait_until(lambda: export(c, token).json()["visits"], 60, "the visits built")  # the first stats call starts the builder
+        mine = export(c, token).json()
+    assert [(v["entry_page"], v["exit_page"], v["pageviews"], v["duration_ms"]) for v in mine["visits"]] == [
+        ("/first", "/second", 2, 600_000)]
+    assert [e["path"] for e in mine["events"]] == ["/first", "/second"]
+
+
 def _lines_naming(folder: Path, consent_id: str) -> list[dict]:
     found = []
     for path in folder.rglob("*.jsonl"):
