@@ -69,6 +69,13 @@ class NetworkLimiter:
         entry[1] += 1
         return self._wait(entry, now) if entry[1] > self.limit else 0
 
+    def give_back(self, network: str) -> None:
+        """Uncounts one event of the network's current window (one that `add` counted before it was known to
+        be harmless)."""
+        entry = self._live(network, self._clock())
+        if entry is not None and entry[1] > 0:
+            entry[1] -= 1
+
     def _make_room(self, now: float) -> None:
         while self._windows:
             network, (start, _) = next(iter(self._windows.items()))

@@ -77,25 +77,24 @@ def _set_share_cookie(response: Response, request: Request, config: GatewayConfi
         response.set_cookie(SHARE_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/")
 
 
-async def _live_link(request: Request, counted: bool = False) -> tuple[Services, TokenAuth, SharedLink, SiteConfig]:
-    """The live link of the path's secret (404 otherwise, counted as a failed check: secrets are not guessed).
-    A network past the failure limit gets a 429 here, before any check, for the right password too:
-    otherwise the 11th guess would still tell right from wrong. `counted`: the caller has already counted
-    this request as an attempt (TokenAuth.take_attempt)."""
+async def _live_link(request: Request, give_back: bool) -> tuple[Services, TokenAuth, SharedLink, SiteConfig]:
+    """The live link of the path's secret (404 otherwise). Every request is counted as a check before the lookup
+    (no await between the limit's test and its count, so a burst cannot pass it together), and past the limit
+    refused with a 429, for the right password too: otherwise the 11th guess would still tell right from wrong.
+    `give_back`: a live link's count is taken back (opening a link is not a guess; a password sent is)."""
     services: Services = request.app.state.services
     auth: TokenAuth = request.app.state.token_auth
+    auth.take_attempt(request)
     secret = request.path_params["secret"]
     link = None
     if len(secret) <= MAX_SECRET_LENGTH:
-        if not counted:
-            auth.refuse_if_blocked(request)
         link = await run_in_threadpool(SharedLinks(services.store).by_secret, secret)
     site = services.config.sites.get(link.site) if link is not None else None
     if link is None or site is None:
-        if not counted:
-            auth.count_failure(request)
         raise GatewayError(404, "not_found", "no shared link at this address: it was revoked or mistyped; ask the "
                            "site's owner for a new one")
+    if give_back:
+        auth.give_back_attempt(request)
     return services, auth, link, site
 
 
@@ -106,7 +105,7 @@ def _password_page(site: SiteConfig, error: str = "", status: int = 200,
 
 
 async def open_shared_link(request: Request) -> Response:
-    services, auth, link, site = await _live_link(request)
+    services, auth, link, site = await _live_link(request, give_back=True)
     has_session = auth.share_session_link(request) == link.link_id
     if link.has_password and not has_session:
         return _password_page(site)
@@ -119,8 +118,7 @@ async def open_shared_link(request: Request) -> Response:
 async def unlock_shared_link(request: Request) -> Response:
     # Every password sent is an attempt, counted before the first await: counted after the (slow, threaded)
     # check, a burst of parallel guesses all passed the limit before the first failure was counted.
-    request.app.state.token_auth.take_attempt(request)
-    services, auth, link, site = await _live_link(request, counted=True)
+    services, auth, link, site = await _live_link(request, give_back=False)
     body = await read_body(request.receive, request.headers.get("content-length", ""), 4096)
     password = (parse_qs(body.decode("utf-8", errors="replace")).get("password") or [""])[0]
     if not link.has_password:

@@ -131,6 +131,10 @@ class TokenAuth:
     def count_failure(self, request: Request) -> None:
         self.failures.add(client_network(request, self.config))
 
+    def give_back_attempt(self, request: Request) -> None:
+        """Takes back an attempt that turned out not to be a guess (a shared link that exists)."""
+        self.failures.give_back(client_network(request, self.config))
+
     def take_attempt(self, request: Request) -> None:
         """Counts a guess before it is checked, and refuses it (429) past the limit: check and count in one step,
         with no await between them, so parallel guesses cannot all pass the limit first."""

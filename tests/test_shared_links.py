@@ -161,6 +161,26 @@ def test_parallel_password_guesses_get_no_more_than_ten_answers(gateway):
     assert sorted(statuses) == [401] * 10 + [429] * 20, statuses
 
 
+def test_parallel_unknown_link_addresses_get_no_more_than_ten_lookups(gateway):
+    """The same for link addresses: 30 unknown ones at once from one network get 10 answers (404) and 20
+    refusals (429), not 30 store lookups; opening a live link is not counted against the network."""
+    import asyncio
+
+    with gateway.client() as admin:
+        live = share_path(create(admin, label="viewer"))
+    net = {"X-Forwarded-For": "192.0.2.71"}  # a network (/24) no other test of this module blocks
+    with gateway.client(headers=net) as viewer:
+        assert all(viewer.get(live).status_code == 200 for _ in range(12))  # 12 opens: more than the limit
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=net) as c:
+            answers = await asyncio.gather(*(c.get("/share/" + f"U{i:02d}" * 14) for i in range(30)))
+        return [r.status_code for r in answers]
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [404] * 10 + [429] * 20, statuses
+
+
 def test_a_dashboard_session_manages_links_only_from_the_gateway_page(gateway):
     with gateway.client() as c:
         assert c.post("/dashboard/login", data={"token": STATS_TOKEN}).status_code == 303
