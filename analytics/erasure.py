@@ -15,11 +15,14 @@ from typing import Any
 from analytics.store import Store
 
 
+# The one definition of a restriction in force: a visitor's latest action in `restrictions` is `restrict`.
+IN_FORCE = "argMax(action, timestamp) = 'restrict'"
+
+
 def _restricted(key: str) -> str:
-    """SQL of `key` (an expression of consent_id) for every visitor of {site:String} whose latest restriction
-    action is `restrict`: the one definition of a restriction in force. The table is small (one row per request)."""
-    return (f"SELECT {key} FROM {{db}}.restrictions WHERE site = {{site:String}} GROUP BY consent_id "
-            "HAVING argMax(action, timestamp) = 'restrict'")
+    """SQL of `key` (an expression of consent_id) for every visitor of {site:String} under a restriction in force.
+    The table is small (one row per request)."""
+    return f"SELECT {key} FROM {{db}}.restrictions WHERE site = {{site:String}} GROUP BY consent_id HAVING {IN_FORCE}"
 
 
 # A restricted visitor's hits and visits are left out of every statistic: a condition on `visitor_hash`
@@ -90,8 +93,7 @@ def export_visitor_rows(store: Store, tables: Mapping[str, tuple[str, str]], sit
 def restricted_consent_ids(store: Store) -> list[tuple[str, str]]:
     """(site, consent id) of every restriction in force: the latest action per visitor is `restrict`."""
     return [(str(site), str(cid)) for site, cid in store.query(
-        "SELECT site, consent_id FROM {db}.restrictions GROUP BY site, consent_id "
-        "HAVING argMax(action, timestamp) = 'restrict'")]
+        f"SELECT site, consent_id FROM {{db}}.restrictions GROUP BY site, consent_id HAVING {IN_FORCE}")]
 
 
 def restriction_changes_since(store: Store, since_ms: int) -> list[tuple[str, str, int]]:
@@ -103,6 +105,6 @@ def restriction_changes_since(store: Store, since_ms: int) -> list[tuple[str, st
 
 def restrictions_in_force(store: Store, consent_ids: list[str]) -> dict[str, bool]:
     """Whether each of these visitors is restricted now: their latest action, whichever gateway recorded it."""
-    return {str(cid): action == "restrict" for cid, action in store.query(
-        "SELECT consent_id, argMax(action, timestamp) FROM {db}.restrictions WHERE consent_id IN {ids:Array(String)} "
+    return {str(cid): bool(restricted) for cid, restricted in store.query(
+        f"SELECT consent_id, {IN_FORCE} FROM {{db}}.restrictions WHERE consent_id IN {{ids:Array(String)}} "
         "GROUP BY consent_id", {"ids": consent_ids})}

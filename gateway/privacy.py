@@ -130,9 +130,9 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
     from the prebuilt stats, so every statistic reads them from the hits, without the visitor, until
     rebuilt.
 
-    Order: the restriction is in the store before the days are dropped. The builder reads the restrictions
-    when it builds a day and rebuilds a closed day only when its hit count changes: a build between a drop
-    and the store would write the visitor's hours again, for good."""
+    Order: the restriction is in the store before the days are marked unbuilt, between two builds. The builder
+    reads the restrictions when it builds a day and rebuilds a closed day only when its hit count changes: a
+    build that read the hits before the restriction would otherwise write the visitor's hours again, for good."""
     refuse_when_spool_full(services)
     await asyncio.to_thread(services.store.query_value, "SELECT 1")  # a store that is down: 503, nothing recorded
     ticket = services.spool.append(RestrictionRecord(record_id=str(uuid.uuid4()), site=site.name,
@@ -144,8 +144,6 @@ async def set_restriction(services: Services, site: SiteConfig, consent_id: str,
         services.restrictions.lift(consent_id)
     await services.commit.wait(ticket)
     await asyncio.to_thread(services.writer.flush_pending)  # the stats' SQL and the builder read it from the store
-    # Between two builds of this gateway's builder: one that read the hits before the restriction was stored
-    # must not write the dropped days again.
     drop = functools.partial(invalidate_visitor_days, services.store, site.name, consent_id)
     if services.visits is not None:
         await asyncio.to_thread(services.visits.between_builds, drop)

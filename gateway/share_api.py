@@ -4,7 +4,8 @@ revokes links (`/api/stats/{site}/shared-links`).
 `GET /share/{secret}` of a live link opens a read-only session of the link's site (cookie `cg_share`,
 gateway/stats_auth.py) and answers the dashboard itself; a link with a password first answers a password
 form (`POST /share/{secret}`: every password sent counts like a failed stats-token check, 10 a minute per
-network, counted before it is checked). The page may be framed only by the site's `share_frame_ancestors` (default: nowhere).
+network, counted before it is checked). The page may be framed only by the site's `share_frame_ancestors`
+(default: nowhere).
 The API needs a stats token (or dashboard login) that may write the site: never a shared link's session.
 """
 from __future__ import annotations

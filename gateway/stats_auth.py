@@ -85,6 +85,12 @@ def _token_access(config: GatewayConfig) -> dict[str, StatsAccess]:
     return {t: StatsAccess(None if s is None else frozenset(s)) for t, s in access.items()}
 
 
+def _refuse_for(wait: int) -> None:
+    """429 while the client's network must wait `wait` seconds before its next token check."""
+    if wait:
+        raise too_many_requests(wait, f"more than {MAX_FAILURES} failed token checks a minute from your network")
+
+
 class TokenAuth:
     """The token checks of one gateway: built once from its config, kept on `app.state.token_auth`."""
 
@@ -124,9 +130,7 @@ class TokenAuth:
         return self.failures.retry_after(client_network(request, self.config))
 
     def refuse_if_blocked(self, request: Request) -> None:
-        wait = self.blocked_for(request)
-        if wait:
-            raise too_many_requests(wait, f"more than {MAX_FAILURES} failed token checks a minute from your network")
+        _refuse_for(self.blocked_for(request))
 
     def count_failure(self, request: Request) -> None:
         self.failures.add(client_network(request, self.config))
@@ -138,26 +142,31 @@ class TokenAuth:
     def take_attempt(self, request: Request) -> None:
         """Counts a guess before it is checked, and refuses it (429) past the limit: check and count in one step,
         with no await between them, so parallel guesses cannot all pass the limit first."""
-        wait = self.failures.add(client_network(request, self.config))
-        if wait:
-            raise too_many_requests(wait, f"more than {MAX_FAILURES} failed token checks a minute from your network")
+        _refuse_for(self.failures.add(client_network(request, self.config)))
 
     # ---- sessions -----------------------------------------------------------------------------
 
     def new_session(self, token: str) -> str:
         return self._serializer.dumps({"sid": secrets.token_urlsafe(18), "k": self._mac(token)})
 
-    def _session(self, request: Request) -> dict[str, str] | None:
-        raw = request.cookies.get(SESSION_COOKIE, "")
+    def _live_session(self, request: Request, cookie: str,
+                      serializer: URLSafeTimedSerializer) -> dict[str, str] | None:
+        """The data of the request's session cookie `cookie`: signed, at most SESSION_MAX_AGE old, and not ended
+        (logged out, or made before a forgotten ended id was ended). None otherwise."""
+        raw = request.cookies.get(cookie, "")
         if not raw or len(raw) > 512:
             return None
         try:
-            data, made = self._serializer.loads(raw, max_age=SESSION_MAX_AGE, return_timestamp=True)
+            data, made = serializer.loads(raw, max_age=SESSION_MAX_AGE, return_timestamp=True)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("k"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
             return None
         return None if data["sid"] in self._ended or made.timestamp() <= self._ended_before else data
+
+    def _session(self, request: Request) -> dict[str, str] | None:
+        data = self._live_session(request, SESSION_COOKIE, self._serializer)
+        return data if data is not None and isinstance(data.get("k"), str) else None
 
     def dashboard_access(self, request: Request) -> StatsAccess | None:
         """The access of the request's dashboard session (logged in with a stats token), or None."""
@@ -171,10 +180,8 @@ class TokenAuth:
 
     def share_session_link(self, request: Request) -> str | None:
         """The link_id of the request's shared-link session (signature and age checked), or None."""
-        data = self._share_session_data(request)
-        if data is None or not isinstance(data.get("l"), str) or len(data["l"]) > 64:
-            return None
-        return None if data["sid"] in self._ended else data["l"]  # logged out: ended on the server too
+        data = self._live_session(request, SHARE_COOKIE, self._share_serializer)
+        return None if data is None or not isinstance(data.get("l"), str) or len(data["l"]) > 64 else data["l"]
 
     @staticmethod
     def link_access(link: SharedLink | None) -> StatsAccess | None:
@@ -184,7 +191,8 @@ class TokenAuth:
     def end_session(self, request: Request) -> None:
         """Logs out: the dashboard session and the shared-link session of the request, each ended on the server,
         so a copy of either cookie no longer opens anything."""
-        ended = [data["sid"] for data in (self._session(request), self._share_session_data(request)) if data]
+        sessions = (self._session(request), self._live_session(request, SHARE_COOKIE, self._share_serializer))
+        ended = [data["sid"] for data in sessions if data]
         now = time.time()
         for sid in ended:
             while self._ended and (len(self._ended) >= MAX_ENDED_SESSIONS or next(iter(self._ended.values())) < now):
@@ -192,18 +200,6 @@ class TokenAuth:
                 if expires >= now:  # forgotten before it expired: end every session made until it was ended
                     self._ended_before = max(self._ended_before, expires - SESSION_MAX_AGE)
             self._ended[sid] = now + SESSION_MAX_AGE
-
-    def _share_session_data(self, request: Request) -> dict[str, str] | None:
-        raw = request.cookies.get(SHARE_COOKIE, "")
-        if not raw or len(raw) > 512:
-            return None
-        try:
-            data, made = self._share_serializer.loads(raw, max_age=SESSION_MAX_AGE, return_timestamp=True)
-        except BadSignature:
-            return None
-        if made.timestamp() <= self._ended_before:
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("sid"), str) else None
 
     # ---- checks ---------------------------------------------------------------------------------
 
@@ -248,8 +244,9 @@ class TokenAuth:
 
 
 def refuse_foreign_origin(request: Request, config: GatewayConfig) -> None:
-    """403 unless the form (or a dashboard script's change) was posted from the gateway's own origin (its Host, or public_url). Browsers send
-    Origin with every POST; without one (a script, an old browser) the Referer, if any, must match."""
+    """403 unless the form (or a dashboard script's change) was posted from the gateway's own origin (its Host,
+    or public_url). Browsers send Origin with every POST; without one (a script, an old browser) the Referer,
+    if any, must match."""
     origin = request.headers.get("origin")
     if origin is None:
         referer = urlsplit(request.headers.get("referer", ""))

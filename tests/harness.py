@@ -6,6 +6,7 @@ process and tests read its store with `consentgate sql` after stopping it
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,3 +184,28 @@ class PeakRSS:
         self._done.set()
         self._thread.join()
         self.peak = max(self.peak, rss_mib(self.pid))
+
+
+@contextlib.contextmanager
+def gateways_on_one_store(folder: Path, settings: list[dict[str, Any]]) -> Iterator[list[httpx.Client]]:
+    """Gateways, one per `settings` ([gateway] keys), on one chDB store, with a client each. They run in one child
+    process (`python tests/test_scale_out.py CONFIG...`: chDB allows one data path per process), each a real
+    Services and app under its own uvicorn server, with its own spool."""
+    store = f"chdb://{folder / 'shared-store'}"
+    configs = []
+    for i, gateway in enumerate(settings):
+        own = folder / f"gateway-{i}"
+        own.mkdir()
+        configs.append(str(write_config(own, {"store": store, "data_dir": str(own / "data"), "durability": "process",
+                                              **gateway})))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "test_scale_out.py"), *configs], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ports = [int(proc.stdout.readline()) for _ in configs]
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
+    try:
+        yield clients
+    finally:
+        for c in clients:
+            c.close()
+        proc.stdin.close()
+        proc.wait(30)

@@ -16,7 +16,7 @@ from mmdb_writer import MMDBWriter, MmdbU32
 from netaddr import IPSet
 
 import maxminddb
-from harness import ROOT, SITE_ORIGIN, UA_CHROME, grant, write_config, written_files
+from harness import ROOT, SITE_ORIGIN, UA_CHROME, gateways_on_one_store, grant, write_config, written_files
 
 H = {"Origin": SITE_ORIGIN, "User-Agent": UA_CHROME}
 ADMIN_TOKEN = "admin-token-for-review-tests-0123456789"
@@ -77,25 +77,10 @@ def test_a_corrupt_geoip_database_stores_the_hit_without_country_and_logs_no_add
 
 @pytest.fixture
 def two_gateways(tmp_path: Path) -> Iterator[list[httpx.Client]]:
-    """Two gateways on one chDB store in one child process, as tests/test_scale_out.py runs them (chDB allows
-    one data path per process); the second learns the first's decisions once a second."""
-    store = f"chdb://{tmp_path / 'shared-store'}"
-    configs = []
-    for name, interval in (("a", 0.5), ("b", 1.0)):
-        folder = tmp_path / name
-        folder.mkdir()
-        configs.append(str(write_config(folder, {"store": store, "data_dir": str(folder / "data"),
-                                                 "revocation_sync_interval": interval, "durability": "process",
-                                                 "admin_tokens": [ADMIN_TOKEN]})))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "test_scale_out.py"), *configs], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    ports = [int(proc.stdout.readline()) for _ in configs]
-    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
-    yield clients
-    for c in clients:
-        c.close()
-    proc.stdin.close()
-    proc.wait(30)
+    """Two gateways on one chDB store; the second learns the first's decisions once a second."""
+    with gateways_on_one_store(tmp_path, [{"revocation_sync_interval": interval, "admin_tokens": [ADMIN_TOKEN]}
+                                          for interval in (0.5, 1.0)]) as clients:
+        yield clients
 
 
 def admin_events(c: httpx.Client, consent_id: str) -> list[str]:
@@ -130,8 +115,10 @@ def test_operator_erasure_at_one_gateway_erases_what_another_stores_afterwards(t
 
 # ---- 3. a restriction and a rebuild of the hourly rollups -------------------------------------------
 
-RESTRICT_AMID_REBUILD = """
-import asyncio, json, sys, uuid
+# The start of every restriction scene below, run in a child process (chDB: one store per process): the real
+# Services, Store, visit builder and set_restriction; `hit`, two visitors and helpers; a scene prints its findings.
+SCENE = """
+import asyncio, json, sys, threading, time, uuid
 from datetime import datetime, timedelta, timezone
 from analytics import stats, visits
 from analytics.records import EventRecord
@@ -144,9 +131,11 @@ services = build_services(config)
 services.start()
 store = services.store
 now = datetime.now(timezone.utc)
-day = (now - timedelta(days=3)).date()  # a closed day: rebuilt only when its hit count changes
-ten = datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc).timestamp()
 kept, restricted = uuid.uuid4().hex, uuid.uuid4().hex
+
+def at_ten(days_ago):
+    day = (now - timedelta(days=days_ago)).date()
+    return day, datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc).timestamp()
 
 def hit(visitor, at, browser):
     return EventRecord(event_id=str(uuid.uuid4()), site="demo", timestamp=at, type="pageview", name="",
@@ -154,6 +143,30 @@ def hit(visitor, at, browser):
                        referrer="", referrer_host="", utm_source="", utm_medium="", utm_campaign="", browser=browser,
                        browser_version="120", os="Windows", device="desktop", country="NL", ip="203.0.113.0", props={})
 
+def restrict():
+    asyncio.run(set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR))
+
+def browsers(first, last):
+    q = stats.StatsQuery("demo", first, last, tz="UTC", exact_below=0)
+    return bool(stats.plan(store, q).hours), stats.breakdown(store, q, "browser")
+
+def report(**found):
+    services.stop()
+    print(json.dumps(found))
+"""
+ONLY_CHROME = [{"value": "Chrome", "visitors": 1, "pageviews": 1}]  # the visitor who did not restrict
+
+
+def run_scene(tmp_path: Path, scene: str, **gateway: object) -> dict:
+    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data"), **gateway})
+    out = subprocess.run([sys.executable, "-c", SCENE + scene, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+RESTRICT_AMID_REBUILD = """
+day, ten = at_ten(3)  # a closed day: rebuilt only when its hit count changes
 store.insert([hit(kept, ten, "Chrome"), hit(restricted, ten + 60, "Firefox"), hit(restricted, ten + 120, "Firefox")])
 visits.refresh(store, now)
 # The builder's thread may rebuild at any moment: here, right after the prebuilt days are marked unbuilt.
@@ -164,29 +177,20 @@ def unbuild_then_rebuild(*args):
         rebuilding.append(1)
         visits.refresh(store, now)
 visits.unbuild_days = unbuild_then_rebuild
-asyncio.run(set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR))
+restrict()
 visits.unbuild_days = real_unbuild
 visits.refresh(store, now)
-q = stats.StatsQuery("demo", day, day, tz="UTC", exact_below=0)
-out = {"rebuilt_between": bool(rebuilding), "hours": stats.plan(store, q).hours,
-       "browsers": stats.breakdown(store, q, "browser")}
-services.stop()
-print(json.dumps(out))
+hours, found = browsers(day, day)
+report(rebuilt_between=bool(rebuilding), hours=hours, browsers=found)
 """
 
 
 def test_a_rebuild_next_to_a_restriction_leaves_the_visitor_out_of_the_hourly_stats(tmp_path):
-    """The real Services, Store, set_restriction and analytics.visits.refresh, in a child process (chDB: one
-    store per process). No fake: unbuild_days is wrapped only to run a real rebuild right after the
-    prebuilt days are marked unbuilt, the moment the builder's thread may pick to run."""
-    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data")})
-    out = subprocess.run([sys.executable, "-c", RESTRICT_AMID_REBUILD, str(config)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-3000:]
-    found = json.loads(out.stdout.splitlines()[-1])
+    """No fake: unbuild_days is wrapped only to run a real rebuild right after the prebuilt days are marked
+    unbuilt, the moment the builder's thread may pick to run."""
+    found = run_scene(tmp_path, RESTRICT_AMID_REBUILD)
     assert found["rebuilt_between"] and found["hours"]  # the breakdown is read from hit_hours
-    # Only the visitor who did not restrict: one visitor, one pageview, in Chrome.
-    assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}]
+    assert found["browsers"] == ONLY_CHROME
 
 
 # ---- 4. the restrict routes count towards the consent rate limit ------------------------------------
@@ -244,28 +248,7 @@ def test_a_restriction_at_one_gateway_holds_at_the_others_and_so_does_its_lift(t
 # ---- 6. a restriction while the builder is half-way through a build ---------------------------------
 
 RESTRICT_DURING_BUILD = """
-import asyncio, json, sys, threading, time, uuid
-from datetime import datetime, timedelta, timezone
-from analytics import stats
-from analytics.records import EventRecord
-from gateway.config import load_config
-from gateway.privacy import BY_OPERATOR, set_restriction
-from gateway.services import build_services
-
-config = load_config(sys.argv[1])
-services = build_services(config)
-services.start()
-store = services.store
-day = (datetime.now(timezone.utc) - timedelta(days=3)).date()  # a closed day: rebuilt only when its hit count changes
-ten = datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc).timestamp()
-kept, restricted = uuid.uuid4().hex, uuid.uuid4().hex
-
-def hit(visitor, at, browser):
-    return EventRecord(event_id=str(uuid.uuid4()), site="demo", timestamp=at, type="pageview", name="",
-                       visitor_id=visitor, url="https://www.example.com/", hostname="www.example.com", path="/",
-                       referrer="", referrer_host="", utm_source="", utm_medium="", utm_campaign="", browser=browser,
-                       browser_version="120", os="Windows", device="desktop", country="NL", ip="203.0.113.0", props={})
-
+day, ten = at_ten(3)  # a closed day: rebuilt only when its hit count changes
 store.insert([hit(kept, ten, "Chrome"), hit(restricted, ten + 60, "Firefox"), hit(restricted, ten + 120, "Firefox")])
 # The interleaving to reproduce: the builder has read the hits (the visitor not yet restricted) and written the
 # day's hours; before it records the day as built, the restriction request runs to its end.
@@ -273,8 +256,7 @@ client_class = type(store.client)  # each thread has its own client: wrap the me
 real_insert, requests = client_class.insert, []
 def insert(client, table, *args, **kwargs):
     if table.endswith(".visit_days") and not requests:
-        request = threading.Thread(target=lambda: asyncio.run(
-            set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR)))
+        request = threading.Thread(target=restrict)
         requests.append(request)
         request.start()
         time.sleep(1.5)  # long enough for the request, unless it waits for this build
@@ -285,77 +267,39 @@ deadline = time.monotonic() + 60
 while not requests and time.monotonic() < deadline:
     time.sleep(0.1)
 requests[0].join(60)
-q = stats.StatsQuery("demo", day, day, tz="UTC", exact_below=0)
-browsers, hours = None, None
-while time.monotonic() < deadline:  # the builder rebuilds a dropped day within a pass or two
-    hours, browsers = stats.plan(store, q).hours, stats.breakdown(store, q, "browser")
-    if hours and browsers == [{"value": "Chrome", "visitors": 1, "pageviews": 1}]:
+while time.monotonic() < deadline:  # the builder rebuilds the day within a pass or two
+    hours, found = browsers(day, day)
+    if hours and found == [{"value": "Chrome", "visitors": 1, "pageviews": 1}]:
         break
     time.sleep(0.5)
-services.stop()
-print(json.dumps({"hours": bool(hours), "browsers": browsers}))
+report(hours=hours, browsers=found)
 """
 
 
 def test_a_restriction_during_a_build_is_not_undone_by_it(tmp_path):
     """The builder's thread, half-way through a day (hours written, day not yet recorded as built), and a
-    restriction request at that moment: the request drops the day only once the build has ended, so the next
-    pass rebuilds it without the visitor. Real Services, builder thread, Store and set_restriction in a child
-    process; the store's insert is wrapped only to start the request at that moment and give it time."""
-    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data"), "stats_refresh_seconds": 0.2})
-    out = subprocess.run([sys.executable, "-c", RESTRICT_DURING_BUILD, str(config)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-3000:]
-    found = json.loads(out.stdout.splitlines()[-1])
+    restriction request at that moment: the request marks the day unbuilt only once the build has ended, so the
+    next pass rebuilds it without the visitor. The store's insert is wrapped only to start the request at that
+    moment and give it time."""
+    found = run_scene(tmp_path, RESTRICT_DURING_BUILD, stats_refresh_seconds=0.2)
     assert found["hours"], found  # the breakdown is read from hit_hours
-    assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}], found
+    assert found["browsers"] == ONLY_CHROME, found
 
 
 # ---- 7. a restricted visitor on a site's first built day ---------------------------------------------
 
 RESTRICT_ON_FIRST_DAY = """
-import asyncio, json, sys, uuid
-from datetime import datetime, timedelta, timezone
-from analytics import stats, visits
-from analytics.records import EventRecord
-from gateway.config import load_config
-from gateway.privacy import BY_OPERATOR, set_restriction
-from gateway.services import build_services
-
-config = load_config(sys.argv[1])
-services = build_services(config)
-services.start()
-store = services.store
-now = datetime.now(timezone.utc)
-first = (now - timedelta(days=4)).date()  # the site's first day with hits; built with the next day in one build
-ten = datetime(first.year, first.month, first.day, 10, tzinfo=timezone.utc).timestamp()
-kept, restricted = uuid.uuid4().hex, uuid.uuid4().hex
-
-def hit(visitor, at, browser):
-    return EventRecord(event_id=str(uuid.uuid4()), site="demo", timestamp=at, type="pageview", name="",
-                       visitor_id=visitor, url="https://www.example.com/", hostname="www.example.com", path="/",
-                       referrer="", referrer_host="", utm_source="", utm_medium="", utm_campaign="", browser=browser,
-                       browser_version="120", os="Windows", device="desktop", country="NL", ip="203.0.113.0", props={})
-
+first, ten = at_ten(4)  # the site's first day with hits; built with the next day in one build
 store.insert([hit(restricted, ten, "Firefox"), hit(kept, ten + 86_400, "Chrome")])
 visits.refresh(store, now)
-asyncio.run(set_restriction(services, config.sites["demo"], restricted, True, BY_OPERATOR))
+restrict()
 # No rebuild yet (the builder's next pass is up to stats_refresh_seconds away): the stats of both days now.
-q = stats.StatsQuery("demo", first, first + timedelta(days=1), tz="UTC", exact_below=0)
-out = {"browsers": stats.breakdown(store, q, "browser")}
-services.stop()
-print(json.dumps(out))
+report(browsers=browsers(first, first + timedelta(days=1))[1])
 """
 
 
 def test_a_restricted_visitor_on_the_sites_first_built_day_is_left_out_before_the_rebuild(tmp_path):
     """The visitor's day is marked unbuilt, not deleted from visit_days: with no row, the site's first built day
     counted as "before the first built day, so empty", and the range read its old hours from the build it shared
-    with the next day, the restricted visitor included. Real Services, Store, builder and set_restriction in a
-    child process."""
-    config = write_config(tmp_path, {"data_dir": str(tmp_path / "data")})
-    out = subprocess.run([sys.executable, "-c", RESTRICT_ON_FIRST_DAY, str(config)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-3000:]
-    found = json.loads(out.stdout.splitlines()[-1])
-    assert found["browsers"] == [{"value": "Chrome", "visitors": 1, "pageviews": 1}], found
+    with the next day, the restricted visitor included."""
+    assert run_scene(tmp_path, RESTRICT_ON_FIRST_DAY)["browsers"] == ONLY_CHROME

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, free_port, grant, write_config
+from harness import ROOT, SITE_ORIGIN, STATS_TOKEN, UA_CHROME, free_port, gateways_on_one_store, grant, write_config
 
 BOUND_S = 2.0  # the promise: every gateway learns a decision made at another within 2 seconds
 HEADERS = {"Origin": SITE_ORIGIN, "User-Agent": UA_CHROME}
@@ -48,22 +48,8 @@ def serve_gateways(config_paths: list[str]) -> None:
 
 @pytest.fixture
 def two_gateways(tmp_path: Path):
-    store = f"chdb://{tmp_path / 'shared-store'}"
-    configs = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        configs.append(str(write_config(folder, {"store": store, "data_dir": str(folder / "data"),
-                                                 "revocation_sync_interval": 0.5, "durability": "process"})))
-    proc = subprocess.Popen([sys.executable, __file__, *configs], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    ports = [int(proc.stdout.readline()) for _ in configs]
-    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
-    yield clients
-    for c in clients:
-        c.close()
-    proc.stdin.close()
-    proc.wait(30)
+    with gateways_on_one_store(tmp_path, [{"revocation_sync_interval": 0.5}] * 2) as clients:
+        yield clients
 
 
 def collect(client: httpx.Client, token: str, path: str = "/") -> str:
