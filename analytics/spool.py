@@ -93,7 +93,7 @@ class GroupCommit:
         self._generation = 1
         self._synced = 0
         self._last_flush = 0.0
-        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, Callable[[], None]]] = []
         self._scheduled: set[asyncio.AbstractEventLoop] = set()  # loops with a flush queued or running
         self._sync_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self.flushes = 0
@@ -141,7 +141,7 @@ class GroupCommit:
             for writer in writers:
                 writer.sync()
 
-    def _close_generation(self, covered: int) -> list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+    def _close_generation(self, covered: int) -> list[tuple[int, asyncio.AbstractEventLoop, Callable[[], None]]]:
         """Marks everything up to `covered` synced; returns the waiters that may go."""
         with self._lock:
             self.failed = None
@@ -153,20 +153,20 @@ class GroupCommit:
             return ready
 
     @staticmethod
-    def _release(ready: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    def _release(ready: list[tuple[int, asyncio.AbstractEventLoop, Callable[[], None]]]) -> None:
         try:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, loop, future in ready:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():
+        by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        for _, loop, callback in ready:
+            by_loop.setdefault(loop, []).append(callback)
+        for loop, callbacks in by_loop.items():
             if loop is current:
-                _release(futures)
+                _call_each(callbacks)
                 continue
             try:
-                loop.call_soon_threadsafe(_release, futures)
+                loop.call_soon_threadsafe(_call_each, callbacks)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 pass
 
@@ -209,17 +209,26 @@ class GroupCommit:
         """Whether the line with this ticket is on stable storage already."""
         return ticket <= self._synced
 
+    def when_synced(self, ticket: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        """Calls `callback` on `loop` once the line with this ticket is on stable storage (at once if it is).
+        The HTTP protocol's collect lane answers this way: no future, no task (gateway/http_protocol.py)."""
+        if ticket > self._synced:
+            with self._lock:
+                if ticket > self._synced:
+                    self._waiters.append((ticket, loop, callback))
+                    ticket = 0
+            if not ticket:
+                self._schedule(loop)
+                return
+        callback()
+
     async def wait(self, ticket: int) -> None:
         """Returns once the line with this ticket is on stable storage (at once for ticket 0)."""
         if ticket <= self._synced:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            if ticket <= self._synced:
-                return
-            self._waiters.append((ticket, loop, future))
-        self._schedule(loop)
+        self.when_synced(ticket, loop, lambda: future.done() or future.set_result(None))
         await future
 
     def wait_sync(self, ticket: int, timeout: float = 30.0) -> bool:
@@ -236,10 +245,12 @@ class GroupCommit:
         return True
 
 
-def _release(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+def _call_each(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - one waiter's failure (a closed connection) must not hold back the rest
+            log.exception("a commit waiter failed")
 
 
 def blank_matching_lines(folder: Path, matches: Callable[[dict[str, Any]], bool], durable: bool = True,
@@ -292,6 +303,10 @@ class SpoolWriter:
         self._size = 0
         self.appended = 0
         self._synced = 0
+        # durability = machine: a line is acknowledged only once a group commit synced it, so it reaches the
+        # file with that commit's write (one write() a flush, off the event loop) instead of one write() a hit.
+        self._deferred = self.commit.durable
+        self._pending: list[bytes] = []
         self.wakeup = threading.Event()
         self.commit.register(self)
 
@@ -308,17 +323,42 @@ class SpoolWriter:
         with self._lock:
             if self._size + len(line) > self.segment_bytes and self._size:
                 self._rotate()
-            os.write(self._fd, line)
+            if self._deferred:
+                self._pending.append(line)
+            else:
+                os.write(self._fd, line)
             self._size += len(line)
             self.disk_bytes += len(line)
             self.appended += 1
             ticket = self.commit.appended()
-        if not self.wakeup.is_set():  # set() takes a lock and notifies every hit; the writer needs one wake-up
+        if not self._deferred and not self.wakeup.is_set():  # set() takes a lock and notifies: once is enough
             self.wakeup.set()
         return ticket
 
+    def write_pending(self) -> None:
+        """Writes the lines appended and not yet written (durability = machine) to the current segment."""
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, memoryview(data)[written:])
+        except OSError:
+            self._pending.append(data[written:])  # tried again by the next flush
+            raise
+        finally:
+            if written:
+                self.wakeup.set()  # the readers (store writer, forwarder) have lines to read
+
     def _rotate(self) -> None:
         """Closes the current segment (synced first: no fd is left to sync it later) and opens the next."""
+        self._write_pending()
         if self.commit.durable:
             os.fdatasync(self._fd)
         os.close(self._fd)
@@ -331,6 +371,7 @@ class SpoolWriter:
         with self._lock:
             if self.appended == self._synced:
                 return
+            self._write_pending()
             count = self.appended
             fd = os.dup(self._fd)  # sync outside the lock: appends go on meanwhile
         try:
@@ -361,6 +402,7 @@ class SpoolWriter:
 
     def close(self) -> None:
         with self._lock:
+            self._write_pending()
             if self.commit.durable:
                 os.fdatasync(self._fd)
             os.close(self._fd)

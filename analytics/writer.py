@@ -113,6 +113,7 @@ class BatchWriter:
 
     def _flush_batch(self) -> int:
         self.ensure_schema()
+        self.spool.write_pending()  # lines no request waited for (durability = machine) reach the file here
         lines, after = self.reader.read_lines(self.batch_size)
         if not lines:
             return 0

@@ -48,10 +48,10 @@ def serve(config: GatewayConfig, host: str, port: int, log_level: str = "info") 
     # proxy_headers off: the gateway itself decides which X-Forwarded-For to believe (trusted_proxies).
     # uvicorn's access log off: it would write full client addresses; ours truncates them.
     # http: httptools with a 32 KiB bound on the request head (gateway/http_protocol.py; 431 above it).
-    from gateway.http_protocol import HeadLimitedHttpToolsProtocol
+    from gateway.http_protocol import GatewayHttpProtocol
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, proxy_headers=False,
-                                           log_config=None, loop="uvloop", http=HeadLimitedHttpToolsProtocol,
+                                           log_config=None, loop="uvloop", http=GatewayHttpProtocol,
                                            timeout_graceful_shutdown=30))
 
     def stop_requested(signum: int, frame: object) -> None:
@@ -78,7 +78,7 @@ def serve_workers(config: GatewayConfig, config_path: str, host: str, port: int,
     import uvicorn
 
     from gateway.asgi import CONFIG_ENV, unclaimed_spools
-    from gateway.http_protocol import HeadLimitedHttpToolsProtocol
+    from gateway.http_protocol import GatewayHttpProtocol
 
     if not 1 <= workers <= 64:
         print(f"consentgate serve: --workers must be between 1 and 64, got {workers}", file=sys.stderr)
@@ -95,7 +95,7 @@ def serve_workers(config: GatewayConfig, config_path: str, host: str, port: int,
             "or run one gateway with data_dir = %s to write it out", folder, int(folder.name.split("-")[1]) + 1, folder)
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     uvicorn.run("gateway.asgi:app_from_env", factory=True, workers=workers, host=host, port=port, access_log=False,
-                proxy_headers=False, log_config=None, loop="uvloop", http=HeadLimitedHttpToolsProtocol,
+                proxy_headers=False, log_config=None, loop="uvloop", http=GatewayHttpProtocol,
                 timeout_graceful_shutdown=30)
     return 0
 

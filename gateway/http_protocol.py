@@ -1,6 +1,7 @@
-"""uvicorn's httptools protocol with a bound on the request head (request line plus headers).
+"""The gateway's HTTP protocol: uvicorn's httptools protocol with a bound on the request head, answering
+`POST /s/{site}/collect` itself.
 
-uvicorn's httptools protocol has no header size limit (its `h11_max_incomplete_event_size`
+The head bound: uvicorn's httptools protocol has no header size limit (its `h11_max_incomplete_event_size`
 applies to h11 only): measured here, a single 8 MB User-Agent is parsed and handed to the
 app whole, and httptools buffers a header value until it ends. This subclass answers
 431 with a JSON error once a head passes MAX_HEAD_BYTES, before the parser sees the
@@ -8,11 +9,25 @@ bytes past the limit: it counts the raw bytes of a head as they arrive and, once
 pass the limit, looks for the blank line that ends the head. It checks nothing per header:
 Python callbacks on every URL and header (the first version) cost 35-40 us a request, a
 quarter of a bare app's throughput (measured with bench/bare_app.py under wrk).
+
+Collect: every page view is one, so it is answered here, without an ASGI task. When a head ends
+the protocol takes a collect request (`_start_collect`) and puts a `CollectCycle` where uvicorn keeps
+its current request; the parser's body callbacks fill it; when the message ends the lane answers it
+(gateway/collect/endpoint.py) and the answer is written at once, or, with `durability = "machine"`,
+by the group commit's callback once the hit's line is on disk. The rest of uvicorn's bookkeeping
+(keep-alive, pipelining, shutdown) sees the cycle as one of its own. Measured with
+bench/collect_bench.py: an ASGI request's shell (task, receive/send, scope) cost more than all of the
+lane's own work.
 """
 from __future__ import annotations
 
+
+import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from gateway.bodies import body_too_large
+from gateway.collect.endpoint import CollectAnswer, CollectLane, CollectRequest, collect_site
 
 # nginx's default large_client_header_buffers (4 x 8k) lets at most 32 KiB of head through:
 # a gateway behind it never sees more, one without it is held to the same.
@@ -34,7 +49,7 @@ class HeadTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; httptools passes it on as a parser error."""
 
 
-class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
+class GatewayHttpProtocol(HttpToolsProtocol):
     max_head_bytes = MAX_HEAD_BYTES
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +87,12 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.max_head_bytes:
             self._parsed_too_large = True
             raise HeadTooLarge
-        super().on_headers_complete()
+        if self.transport.is_closing():
+            # The connection was answered with `connection: close` mid-read (a 413): nothing after that answer
+            # is processed (RFC 9112 9.6), though the parser goes on through what this read holds.
+            self.cycle = CollectCycle.ignored()  # type: ignore[assignment]
+        elif not self._start_collect():
+            super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser error with 400; a head over the limit (HeadTooLarge) gets its 431.
@@ -81,12 +101,115 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head, self._head_bytes, self._tail = True, 0, b""
-
     def _refuse(self) -> None:
         self._refused = True
         if not self.transport.is_closing():
             self.transport.write(head_too_large_response(self.max_head_bytes))
             self.transport.close()
+
+    def on_message_complete(self) -> None:
+        if isinstance(self.cycle, CollectCycle):
+            self._complete_collect(self.cycle)
+        else:
+            super().on_message_complete()
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
+
+    def on_body(self, body: bytes) -> None:
+        if isinstance(self.cycle, CollectCycle):
+            self._collect_body(self.cycle, body)
+        else:
+            super().on_body(body)
+
+    # ---- POST /s/{site}/collect, answered here (gateway/collect/endpoint.py) --------------------------
+
+    def _start_collect(self) -> bool:
+        """Takes a collect request whose head just ended, unless the ASGI app should have it: another
+        method or path, an upgrade, `Expect: 100-continue`, or a request pipelined behind an unanswered one."""
+        lane: CollectLane | None = getattr(self.app, "collect_lane", None)
+        if (lane is None or self.parser.get_method() != b"POST" or self.expect_100_continue
+                or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
+            return False
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        site = collect_site(path) if "%" not in path else None  # an escaped path: the app decodes and routes it
+        if site is None:
+            return False
+        http_version = self.parser.get_http_version()
+        self.scope.update(method="POST", path=self.root_path + path, raw_path=self.root_path.encode("ascii") + url.path,
+                          query_string=url.query or b"", http_version=http_version)
+        request = lane.request(self.scope, site)
+        cycle = CollectCycle(lane, request, keep_alive=http_version != "1.0" and self.parser.should_keep_alive())
+        self.cycle = cycle  # type: ignore[assignment]
+        refusal = lane.refusal(request)
+        if refusal is not None:  # answered now; the body that follows is read past (cycle.response_complete)
+            self._send_collect(cycle, refusal)
+        return True
+
+    def _collect_body(self, cycle: "CollectCycle", body: bytes) -> None:
+        if cycle.response_complete:
+            return
+        cycle.chunks.append(body)
+        cycle.size += len(body)
+        if cycle.size > cycle.lane.max_body_bytes:  # answered at once, and the connection closed: no more reading
+            cycle.keep_alive = False
+            self._send_collect(cycle, cycle.lane.error(cycle.request, body_too_large(cycle.lane.max_body_bytes)))
+
+    def _complete_collect(self, cycle: "CollectCycle") -> None:
+        if cycle.response_complete:
+            return
+        answer = cycle.lane.answer(cycle.request, b"".join(cycle.chunks))
+        commit = cycle.lane.services.commit
+        if answer.ticket and not commit.covers(answer.ticket):
+            # durability = machine: acknowledged means on disk
+            commit.when_synced(answer.ticket, self.loop, lambda: self._send_collect(cycle, answer))
+        else:
+            self._send_collect(cycle, answer)
+
+    def _send_collect(self, cycle: "CollectCycle", answer: CollectAnswer) -> None:
+        """Writes the answer as uvicorn's cycle would (its default headers first), then lets the connection go
+        on: the next pipelined request, the keep-alive timer, or closing."""
+        if cycle.response_complete:
+            return
+        cycle.response_complete = True
+        if cycle.disconnected or self.transport.is_closing():
+            cycle.lane.sent(cycle.request, answer)
+            return
+        headers = [*self.server_state.default_headers, *answer.headers]
+        if not cycle.keep_alive:
+            headers.append((b"connection", b"close"))
+        self.transport.write(b"".join([STATUS_LINE[answer.status], *(b"%s: %s\r\n" % h for h in headers), b"\r\n",
+                                       answer.body]))
+        cycle.lane.sent(cycle.request, answer)
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+
+class _NoEvent:
+    """uvicorn's protocol wakes its cycle's ASGI task through `message_event.set()`; a collect cycle has none."""
+
+    def set(self) -> None:
+        pass
+
+
+class CollectCycle:
+    """Stands in for uvicorn's RequestResponseCycle while the protocol answers a collect request itself:
+    the attributes uvicorn's protocol reads and sets on its current cycle, and the gathered body."""
+
+    message_event = _NoEvent()
+
+    @classmethod
+    def ignored(cls) -> "CollectCycle":
+        """A request that gets no answer and whose body is read past (behind a closing answer)."""
+        cycle = cls(None, None, keep_alive=False)  # type: ignore[arg-type]
+        cycle.response_complete = True
+        return cycle
+
+    def __init__(self, lane: CollectLane, request: CollectRequest, keep_alive: bool) -> None:
+        self.lane = lane
+        self.request = request
+        self.keep_alive = keep_alive
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.response_complete = False
+        self.disconnected = False
