@@ -141,6 +141,8 @@ def main() -> None:
     modes = ["machine", "process"] if args.durability == "both" else [args.durability]
     baseline = Path(args.baseline).resolve() if args.baseline else None
     if baseline is not None:
+        if not (baseline / "gateway" / "cli.py").is_file():
+            raise SystemExit(f"--baseline {baseline}: no consentgate checkout there (git worktree add {baseline} COMMIT)")
         modes.append("baseline")  # the other checkout, same settings as the first gateway
     names = {m: "gateway" if len(modes) == 1 else f"gw-{m}" for m in modes}
     py = sys.executable

@@ -59,6 +59,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._tail = b""  # the last bytes of the previous read: a blank line may straddle two reads
         self._refused = False
         self._parsed_too_large = False
+        self._lane: CollectLane | None = getattr(self.app, "collect_lane", None)
+        self._defaults: tuple[list[tuple[bytes, bytes]], bytes] = ([], b"")  # uvicorn's default headers, encoded
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -125,7 +127,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _start_collect(self) -> bool:
         """Takes a collect request whose head just ended, unless the ASGI app should have it: another
         method or path, an upgrade, `Expect: 100-continue`, or a request pipelined behind an unanswered one."""
-        lane: CollectLane | None = getattr(self.app, "collect_lane", None)
+        lane = self._lane
         if (lane is None or self.parser.get_method() != b"POST" or self.expect_100_continue
                 or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
             return False
@@ -174,11 +176,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if cycle.disconnected or self.transport.is_closing():
             cycle.lane.sent(cycle.request, answer)
             return
-        headers = [*self.server_state.default_headers, *answer.headers]
-        if not cycle.keep_alive:
-            headers.append((b"connection", b"close"))
-        self.transport.write(b"".join([STATUS_LINE[answer.status], *(b"%s: %s\r\n" % h for h in headers), b"\r\n",
-                                       answer.body]))
+        defaults = self.server_state.default_headers  # a new list every second (the date header)
+        if defaults is not self._defaults[0]:
+            self._defaults = (defaults, b"".join(b"%s: %s\r\n" % h for h in defaults))
+        self.transport.write(b"".join([STATUS_LINE[answer.status], self._defaults[1],
+                                       *(b"%s: %s\r\n" % h for h in answer.headers),
+                                       b"" if cycle.keep_alive else b"connection: close\r\n", b"\r\n", answer.body]))
         cycle.lane.sent(cycle.request, answer)
         if not cycle.keep_alive:
             self.transport.close()

@@ -89,7 +89,7 @@ class CollectRequest:
         self.headers = headers
         origin = self.headers.get(b"origin", "")
         self.site = lane.services.config.sites.get(site_name)
-        self.cors: Headers = (cors_response_headers(origin)
+        self.cors: Headers = (lane.cors_headers(origin)
                               if origin and self.site is not None and origin in self.site.origins else [])
 
     @property
@@ -109,6 +109,14 @@ class CollectLane:
         self.services = services
         self.min_logged = min_logged_status(services.config.access_log)
         self.max_body_bytes = services.config.max_body_bytes
+        self._cors: dict[str, Headers] = {}
+
+    def cors_headers(self, origin: str) -> Headers:
+        """The CORS headers of an answer to `origin`, one of a site's configured origins (so few: kept)."""
+        headers = self._cors.get(origin)
+        if headers is None:
+            headers = self._cors[origin] = cors_response_headers(origin)
+        return headers
 
     def request(self, scope: Scope, site_name: str) -> CollectRequest:
         return CollectRequest(self, scope, site_name)
