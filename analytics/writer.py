@@ -113,7 +113,10 @@ class BatchWriter:
 
     def _flush_batch(self) -> int:
         self.ensure_schema()
-        self.spool.write_pending()  # lines no request waited for (durability = machine) reach the file here
+        try:
+            self.spool.write_pending()  # lines no request waited for (durability = machine) reach the file here
+        except OSError as exc:  # the disk refuses: the group commit retries; the store gets what the file holds
+            log.warning("spool write failed (%s): lines stay in memory until the disk accepts them", exc)
         lines, after = self.reader.read_lines(self.batch_size)
         if not lines:
             return 0

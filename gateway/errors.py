@@ -29,6 +29,12 @@ def bad_request(detail: str) -> GatewayError:
     return GatewayError(400, "bad_request", detail)
 
 
+def spool_unwritable() -> GatewayError:
+    # durability = machine: the last group commit failed (disk full or failing); answering would mean waiting for it.
+    return GatewayError(503, "spool_unwritable", "the gateway cannot write its spool to disk right now (disk full or "
+                        "failing); nothing was recorded: try again later", {"Retry-After": "30"})
+
+
 def spool_full(max_bytes: int) -> GatewayError:
     # Never a silent drop: the caller (banner, sendBeacon) may retry; nothing is acknowledged that cannot be kept.
     return GatewayError(503, "spool_full", f"the gateway's spool holds more than {max_bytes} bytes not yet written "

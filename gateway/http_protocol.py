@@ -116,6 +116,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
         self._in_head, self._head_bytes, self._tail = True, 0, b""
 
+    def on_message_begin(self) -> None:
+        # A collect answered inside the parser armed the keep-alive timer (on_response_complete) while the
+        # next request of the same read was still to come: that request must not run under it.
+        self._unset_keepalive_if_required()
+        super().on_message_begin()
+
     def on_body(self, body: bytes) -> None:
         if isinstance(self.cycle, CollectCycle):
             self._collect_body(self.cycle, body)
@@ -128,7 +134,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         """Takes a collect request whose head just ended, unless the ASGI app should have it: another
         method or path, an upgrade, `Expect: 100-continue`, or a request pipelined behind an unanswered one."""
         lane = self._lane
-        if (lane is None or self.parser.get_method() != b"POST" or self.expect_100_continue
+        # Writes paused (a client that sends and does not read): uvicorn's path queues the request and stops
+        # reading until the answers drain; answered here, they would pile up in the transport's buffer.
+        if (lane is None or self.flow.write_paused or self.parser.get_method() != b"POST" or self.expect_100_continue
                 or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
             return False
         url = httptools.parse_url(self.url)
@@ -150,16 +158,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _collect_body(self, cycle: "CollectCycle", body: bytes) -> None:
         if cycle.response_complete:
             return
-        cycle.chunks.append(body)
-        cycle.size += len(body)
-        if cycle.size > cycle.lane.max_body_bytes:  # answered at once, and the connection closed: no more reading
+        cycle.body += body
+        if len(cycle.body) > cycle.lane.max_body_bytes:  # answered at once, and the connection closed: no more reading
             cycle.keep_alive = False
             self._send_collect(cycle, cycle.lane.error(cycle.request, body_too_large(cycle.lane.max_body_bytes)))
 
     def _complete_collect(self, cycle: "CollectCycle") -> None:
         if cycle.response_complete:
             return
-        answer = cycle.lane.answer(cycle.request, b"".join(cycle.chunks))
+        answer = cycle.lane.answer(cycle.request, bytes(cycle.body))
+        cycle.body = bytearray()  # not held while the answer waits for the disk
         commit = cycle.lane.services.commit
         if answer.ticket and not commit.covers(answer.ticket):
             # durability = machine: acknowledged means on disk
@@ -212,7 +220,6 @@ class CollectCycle:
         self.lane = lane
         self.request = request
         self.keep_alive = keep_alive
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self.body = bytearray()
         self.response_complete = False
         self.disconnected = False

@@ -420,3 +420,80 @@ def test_clients_leaving_while_their_answer_waits_for_fdatasync_leave_the_gatewa
     time.sleep(0.3)
     logs = gw.logs()
     assert "Traceback" not in logs and "waiter failed" not in logs, logs[-3000:]
+
+
+# ---- what the review of the protocol lane found -------------------------------------------------------------
+
+
+def rejected(gw: GatewayProcess, error: str) -> float:
+    with gw.client() as c:
+        text = c.get("/metrics").text
+    line = [x for x in text.splitlines() if x.startswith(f'consentgate_requests_rejected_total{{error="{error}"}}')]
+    return float(line[0].split()[-1]) if line else 0.0
+
+
+def test_a_client_that_sends_and_never_reads_stops_being_read(gateways):
+    # Answers written inside the parser pile up in the transport's buffer when the client does not read:
+    # past its high-water mark the protocol must leave requests to uvicorn's path, which stops reading.
+    # 200,000 refused collects (12 MB) would be 60 MB of answers held in memory.
+    gw, _ = gateways("machine")
+    before = rejected(gw, "unknown_site")
+    request = b"POST /s/nosuchsite/collect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing holds little
+    sock.connect(("127.0.0.1", gw.port))
+    sock.settimeout(8)
+    sent = 0
+    try:
+        batch = request * 1000
+        for _ in range(200):
+            sock.sendall(batch)
+            sent += 1000
+    except TimeoutError:
+        pass  # the gateway stopped reading: what we want
+    processed = rejected(gw, "unknown_site") - before
+    sock.close()
+    # what the kernel's buffers (the gateway's send buffer: tcp_wmem, 4 MB here) and the transport's
+    # 64 KiB hold at most: about 4 MB / 300 B per answer
+    assert processed < 30_000, f"{processed:.0f} requests answered into a connection that reads nothing (sent {sent})"
+    with gw.client() as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_a_request_pipelined_behind_a_refused_collect_is_not_cut_by_the_keep_alive_timer(gateways, conns):
+    # The refused collect is answered inside the parser, which arms uvicorn's keep-alive timer (5 s) while the
+    # next request of the same read is still to come: a consent whose body comes 6 s later must be answered.
+    gw, _ = gateways("machine")
+    c = conns(gw)
+    consent = json.dumps({"choices": {"analytics": True}}).encode()
+    head = (f"POST /s/demo/consent HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {SITE_ORIGIN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(consent)}\r\n\r\n").encode()
+    c.send(collect(b"{}", origin="https://evil.example") + head)
+    assert_error(c.response(), 403, "bad_origin")
+    time.sleep(6.5)
+    c.send(consent)
+    r = c.response()
+    assert r.status == 200 and r.json()["token"], (r, r.body)
+
+
+def test_a_collect_is_refused_503_at_once_while_the_spool_cannot_be_written(tmp_path):
+    # durability = machine keeps lines in memory until a flush writes and syncs them; while flushes fail (disk
+    # full or failing), a hit would wait with no end: it is refused at its head instead. A real failed flush needs
+    # a file system of its own to fill (root and a tmpfs, as bench/crash_campaign.py's outage does for the store);
+    # here the group commit's failure is set by hand, the one fake of this file.
+    from gateway.app import create_app
+    from gateway.config import load_config
+
+    app = create_app(load_config(write_config(tmp_path)))
+    lane, commit = app.collect_lane, app.state.services.commit
+    scope = {"type": "http", "method": "POST", "path": "/s/demo/collect", "client": ("203.0.113.9", 40000),
+             "headers": [(b"origin", SITE_ORIGIN.encode()), (b"content-length", b"40")]}
+    assert lane.refusal(lane.request(scope, "demo")) is None
+    commit.failed = OSError(28, "No space left on device")
+    answer = lane.refusal(lane.request(scope, "demo"))
+    assert answer is not None and answer.status == 503, answer
+    assert json.loads(answer.body)["error"] == "spool_unwritable"
+    assert (b"retry-after", b"30") in answer.headers
+    commit.failed = None  # the next flush worked
+    assert lane.refusal(lane.request(scope, "demo")) is None
+    app.state.services.store.close()

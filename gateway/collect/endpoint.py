@@ -24,7 +24,7 @@ from gateway.clientip import client_ip_from
 from gateway.collect.hit import parse_hit
 from gateway.collect.pipeline import Dropped
 from gateway.collect.useragent import edge_user_agent
-from gateway.errors import GatewayError, error_body, spool_full, unknown_site
+from gateway.errors import GatewayError, error_body, spool_full, spool_unwritable, unknown_site
 from gateway.logtext import log_path
 from gateway.middleware.accesslog import log_request, min_logged_status
 from gateway.middleware.cors import cors_response_headers
@@ -155,11 +155,16 @@ class CollectLane:
         self.sent(request, answer)
 
     def sent(self, request: CollectRequest, answer: CollectAnswer) -> None:
-        """After the answer went out (or its client went away): the hit counted, the access log line."""
-        if answer.outcome is not None:
-            self.services.metrics.count_hit(request.site_name, *answer.outcome)
-        if self.min_logged is not None and answer.status >= self.min_logged:
-            log_request(request.scope, self.services.config.trusted_proxies, answer.status, request.started)
+        """After the answer went out (or its client went away): the hit counted, the access log line. Never
+        raises: it runs inside the HTTP parser or a group commit's callback, where an error would cost the
+        connection its next requests."""
+        try:
+            if answer.outcome is not None:
+                self.services.metrics.count_hit(request.site_name, *answer.outcome)
+            if self.min_logged is not None and answer.status >= self.min_logged:
+                log_request(request.scope, self.services.config.trusted_proxies, answer.status, request.started)
+        except Exception:  # noqa: BLE001 - logged without body or address
+            log.exception("counting or logging a collect answer failed on POST %s", log_path(request.scope["path"]))
 
     def _failed(self, request: CollectRequest, exc: Exception) -> CollectAnswer:
         """A GatewayError's JSON answer; anything else is answered like the app's own handler: a 500, logged
@@ -187,6 +192,8 @@ class CollectLane:
         check_origin(site, request.headers.get(b"origin", ""))  # 404/403 before reading a body we would refuse
         if self.services.spool_full():
             raise spool_full(self.services.config.max_spool_bytes)
+        if self.services.commit.failed is not None:  # a hit now would wait for a disk that refuses: say so at once
+            raise spool_unwritable()
         length = request.content_length
         if length.isdigit() and int(length) > self.max_body_bytes:
             raise body_too_large(self.max_body_bytes)
