@@ -81,8 +81,10 @@ def _ranges(networks: tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
 
 def _in(ip: str, networks: tuple[Network, ...]) -> bool:
     packed = _packed(ip)
-    if packed is None:
-        return False
+    return packed is not None and _packed_in(packed, networks)
+
+
+def _packed_in(packed: bytes, networks: tuple[Network, ...]) -> bool:
     value = int.from_bytes(packed, "big")
     return any(len(packed) == size and value & mask == net for size, net, mask in _ranges(networks))
 
@@ -124,9 +126,10 @@ def client_ip_from(peer: str, forwarded: str, trusted_proxies: tuple[Network, ..
         return peer
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
-        if _packed(hop) is None:
+        packed = _packed(hop)
+        if packed is None:
             return peer
-        if not _in(hop, trusted_proxies):
+        if not _packed_in(packed, trusted_proxies):
             return hop
     return hops[0] if hops else peer
 
