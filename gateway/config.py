@@ -374,7 +374,7 @@ def _vendor(raw: Any, path: str, problems: list[str]) -> VendorConfig | None:
 # A plain ASCII address: a dot-atom local part (RFC 5322 atext without the quote) @ dot-separated host labels.
 # Nothing that could add a header or a recipient (whitespace, CR/LF, control characters, ',' ';' '<' '>'), turn
 # the To header into an address group (':'), or fail later at an SMTP server without SMTPUTF8 (non-ASCII).
-_ATEXT = r"[A-Za-z0-9!#$%&*+/=?^_`{|}~-]"
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"  # RFC 5322 atext: o'brien@example.ie is an address
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"(?=[^@]{{1,64}}@)(?:{_ATEXT}+(?:\.{_ATEXT}+)*)@(?=.{{1,253}}\Z)(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 REPORT_SCHEDULES = ("weekly", "monthly")

@@ -32,8 +32,12 @@ async def send_now(request: Request) -> JSONResponse:
     if unknown:
         raise bad_request(f"unknown field {unknown[0][:40]!r}: send to (a list of addresses) and period")
     to = body.get("to")
-    if not isinstance(to, list) or not 1 <= len(to) <= MAX_RECIPIENTS or not all(isinstance(a, str) and is_email(a) for a in to):
-        raise bad_request(f"'to' must be a list of 1 to {MAX_RECIPIENTS} e-mail addresses like [\"marketing@example.com\"]")
+    wanted = f"'to' must be a list of 1 to {MAX_RECIPIENTS} e-mail addresses like [\"marketing@example.com\"]"
+    if not isinstance(to, list) or not 1 <= len(to) <= MAX_RECIPIENTS:
+        raise bad_request(wanted)
+    for i, address in enumerate(to):
+        if not (isinstance(address, str) and is_email(address)):  # named, escaped and cut: the caller finds it
+            raise bad_request(f"{wanted}; to[{i}] is not one: {str(address)[:80]!r}")
     period = body.get("period", "week")
     if period not in PERIODS:
         raise bad_request(f"'period' must be one of {', '.join(PERIODS)}, got {str(period)[:20]!r}")
