@@ -130,7 +130,7 @@ def build_services(config: GatewayConfig) -> Services:
 
     def store_sink(hit: Hit) -> None:
         if hit.token is not None and hit.token.grants("analytics"):
-            hit.commit_ticket = max(hit.commit_ticket, spool.append(hit.record))
+            hit.commit_ticket = max(hit.commit_ticket, spool.append(hit.record, defer=True))  # answered after its flush
             hit.stored = True
 
     forwarder = Forwarder(config, revocations, spool, writer.reader, store.existing_ids, metrics.registry, commit,

@@ -172,3 +172,29 @@ def test_a_batch_inserts_what_records_refer_to_before_them():
 
     assert INSERT_ORDER.index("banner_version") < INSERT_ORDER.index("consent")
     assert INSERT_ORDER.index("event") < INSERT_ORDER.index("forward")  # a recipient row names its event
+
+
+def _file_lines(folder: Path) -> list[dict]:
+    return [orjson.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_bytes().splitlines()
+            if line.strip()]
+
+
+def test_only_a_hits_line_waits_in_memory_for_its_flush_and_order_is_kept(tmp_path):
+    # durability = machine: a hit's line (defer=True: its answer waits for the flush) reaches the file with the
+    # flush; any other line (a delivery's outcome, a consent) is written at once, after the hits before it, so
+    # it survives a killed process as before (an outcome lost to kill -9 meant a vendor got a hit twice).
+    commit = GroupCommit(durable=True)
+    spool = SpoolWriter(tmp_path / "spool", commit=commit)
+    spool.append({"i": 1}, defer=True)
+    assert _file_lines(tmp_path / "spool") == []  # in memory until a flush
+    spool.append({"i": 2}, defer=True)
+    spool.append({"i": 3})  # not deferred: written at once, the two before it first
+    assert [r["i"] for r in _file_lines(tmp_path / "spool")] == [1, 2, 3]
+    ticket = spool.append({"i": 4}, defer=True)
+    commit.flush()
+    assert commit.covers(ticket) and [r["i"] for r in _file_lines(tmp_path / "spool")] == [1, 2, 3, 4]
+    process = SpoolWriter(tmp_path / "process", commit=GroupCommit(durable=False))
+    process.append({"i": 5}, defer=True)  # durability = process: the write() is the acknowledgement
+    assert [r["i"] for r in _file_lines(tmp_path / "process")] == [5]
+    spool.close()
+    process.close()

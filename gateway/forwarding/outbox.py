@@ -84,7 +84,7 @@ class Outbox:
 
     def append(self, delivery: Delivery) -> int:
         """Queues the delivery; returns its commit ticket."""
-        ticket = self.writer.append(delivery.to_record())
+        ticket = self.writer.append(delivery.to_record(), defer=True)  # a hit's: its answer waits for the ticket
         with self._lock:
             self.depth += 1
         return ticket
