@@ -21,7 +21,6 @@ lane's own work.
 """
 from __future__ import annotations
 
-
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -132,7 +131,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _start_collect(self) -> bool:
         """Takes a collect request whose head just ended, unless the ASGI app should have it: another
-        method or path, an upgrade, `Expect: 100-continue`, or a request pipelined behind an unanswered one."""
+        method or path, a percent-escaped path, an upgrade, `Expect: 100-continue`, a request pipelined behind
+        an unanswered one, or any request while writes are paused."""
         lane = self._lane
         # Writes paused (a client that sends and does not read): uvicorn's path queues the request and stops
         # reading until the answers drain; answered here, they would pile up in the transport's buffer.
