@@ -214,10 +214,10 @@ class GroupCommit:
         The HTTP protocol's collect lane answers this way: no future, no task (gateway/http_protocol.py)."""
         if ticket > self._synced:
             with self._lock:
-                if ticket > self._synced:
+                waiting = ticket > self._synced
+                if waiting:
                     self._waiters.append((ticket, loop, callback))
-                    ticket = 0
-            if not ticket:
+            if waiting:
                 self._schedule(loop)
                 return
         callback()
@@ -341,11 +341,6 @@ class SpoolWriter:
         if not deferred and not self.wakeup.is_set():  # set() takes a lock and notifies: once is enough
             self.wakeup.set()
         return ticket
-
-    def write_pending(self) -> None:
-        """Writes the lines appended and not yet written (durability = machine) to the current segment."""
-        with self._lock:
-            self._write_pending()
 
     def _write_pending(self) -> None:
         if not self._pending:

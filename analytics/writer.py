@@ -113,10 +113,6 @@ class BatchWriter:
 
     def _flush_batch(self) -> int:
         self.ensure_schema()
-        try:
-            self.spool.write_pending()  # lines no request waited for (durability = machine) reach the file here
-        except OSError as exc:  # the disk refuses: the group commit retries; the store gets what the file holds
-            log.warning("spool write failed (%s): lines stay in memory until the disk accepts them", exc)
         lines, after = self.reader.read_lines(self.batch_size)
         if not lines:
             return 0

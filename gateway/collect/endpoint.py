@@ -20,7 +20,7 @@ from http.cookies import SimpleCookie
 from starlette.types import Receive, Scope, Send
 
 from gateway.bodies import body_too_large, parse_json_object, read_body
-from gateway.clientip import client_ip_from
+from gateway.clientip import client_ip_of
 from gateway.collect.hit import parse_hit
 from gateway.collect.pipeline import Dropped
 from gateway.collect.useragent import edge_user_agent
@@ -36,9 +36,7 @@ log = logging.getLogger("consentgate.errors")
 RESULT_HEADER = b"x-consentgate-result"
 RESULT_VALUES = {"stored": b"stored", "forwarded": b"forwarded"}
 JSON_TYPE = (b"content-type", b"application/json")
-EMPTY_BODY = (b"content-length", b"0")
-_FORWARDED_FOR = b"x-forwarded-for"
-_WANTED = {b"origin", b"user-agent", b"cookie", b"content-length", _FORWARDED_FOR}
+_WANTED = {b"origin", b"user-agent", b"cookie", b"content-length"}
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -80,22 +78,11 @@ class CollectRequest:
         self.started = time.perf_counter()
         self.scope = scope
         self.site_name = site_name
-        headers: dict[bytes, str] = {}
-        for k, v in scope["headers"]:
-            if k in _WANTED:
-                # every X-Forwarded-For line, in order, as one list (as gateway/clientip.py reads them)
-                headers[k] = f"{headers[k]},{v.decode('latin-1')}" if k in headers and k == _FORWARDED_FOR \
-                    else v.decode("latin-1")
-        self.headers = headers
+        self.headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
         origin = self.headers.get(b"origin", "")
         self.site = lane.services.config.sites.get(site_name)
         self.cors: Headers = (lane.cors_headers(origin)
                               if origin and self.site is not None and origin in self.site.origins else [])
-
-    @property
-    def peer(self) -> str:
-        client = self.scope.get("client")
-        return client[0] if client else ""
 
     @property
     def content_length(self) -> str:
@@ -182,8 +169,10 @@ class CollectLane:
         return self._finish(request, exc.status, head, error_body(exc.error, exc.detail))
 
     @staticmethod
-    def _finish(request: CollectRequest, status: int, head: Headers, body: bytes) -> CollectAnswer:
-        return CollectAnswer(status, [*head, (b"content-length", str(len(body)).encode()), *request.cors], body)
+    def _finish(request: CollectRequest, status: int, head: Headers, body: bytes, ticket: int = 0,
+                outcome: tuple[str, str, str] | None = None) -> CollectAnswer:
+        return CollectAnswer(status, [*head, (b"content-length", str(len(body)).encode()), *request.cors], body,
+                             ticket, outcome)
 
     def _check_head(self, request: CollectRequest) -> None:
         site = request.site
@@ -208,7 +197,7 @@ class CollectLane:
         headers = request.headers
         hit = parse_hit(site, parse_json_object(body), _cookie(headers.get(b"cookie", ""), COOKIE),
                         edge_user_agent(headers.get(b"user-agent", "")),
-                        client_ip_from(request.peer, headers.get(_FORWARDED_FOR, ""), services.config.trusted_proxies))
+                        client_ip_of(request.scope, services.config.trusted_proxies))
         for reason in hit.screened:
             services.metrics.count_screened(site_name, reason)
         try:
@@ -217,4 +206,4 @@ class CollectLane:
         except Dropped as drop:
             result, reason, step = "dropped", drop.reason, drop.step
         header = (RESULT_HEADER, f"dropped: {reason}".encode() if reason else RESULT_VALUES[result])
-        return CollectAnswer(202, [header, EMPTY_BODY, *request.cors], b"", hit.commit_ticket, (result, reason, step))
+        return self._finish(request, 202, [header], b"", hit.commit_ticket, (result, reason, step))
